@@ -1,0 +1,32 @@
+# Quick start: `make demo` (train a small model on built-in data) and `make test`.
+# Both create or reuse the local virtualenv .venv, with the CPU build of torch 2.13.0.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.linkgan-installed
+
+.PHONY: demo demo-quick test bench install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/linkgan demo --out demo
+
+demo-quick: $(STAMP)
+	$(VENV)/bin/linkgan demo --out demo-quick --quick
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/train_speed.py
+
+clean:
+	rm -rf demo demo-quick .pytest_cache

@@ -1,0 +1,128 @@
+"""Training speed of the StyleGAN2 step on this machine, as JSON.
+
+Measures, in one process so that the ratios are comparable:
+  * img/s of full training steps (every phase, lazy regularizers amortized by running
+    a whole number of their intervals) at res 32, batch 32, 64 channels;
+  * the FLOPs of those steps (counted by torch's FlopCounterMode), hence achieved GFLOP/s;
+  * the GFLOP/s of a large fp32 matmul (2048^2), the practical ceiling;
+  * the same for each modulated-conv formulation, to justify ModulatedConv2d's 'auto'.
+
+Usage: python benchmarks/train_speed.py [--res 32] [--batch 32] [--cmax 64] [--steps 16]
+"""
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from linkgan.config import ModelConfig, RunConfig, TrainConfig
+from linkgan.losses import LossStats
+from linkgan.training import Trainer
+
+
+class RandomImages(torch.utils.data.Dataset):
+    def __init__(self, res, n=256):
+        self.data = torch.randint(0, 256, (n, 3, res, res), dtype=torch.uint8)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.data[i]
+
+
+class FlopCounter(TorchDispatchMode):
+    """Counts FLOPs of every op torch's flop registry knows (convs, matmuls, their backward).
+
+    torch's FlopCounterMode also tracks modules, which breaks the double backward of R1
+    and path length; counting at the dispatch level alone works for every phase.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        counter = flop_registry.get(func._overloadpacket)
+        if counter is not None:
+            shapes = torch.utils._pytree.tree_map(lambda x: x.shape if torch.is_tensor(x) else x, (args, kwargs, out))
+            self.total += counter(*shapes[0], **shapes[1], out_val=shapes[2])
+        return out
+
+
+def matmul_gflops(n=2048, reps=10):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def bench_steps(args, modconv, flops=None):
+    """img/s of ``args.steps`` full steps; FLOPs are counted unless given.
+
+    FLOPs are counted once, with the 'scaled' formulation: the registry would count a
+    grouped conv's per-sample weights as if they were a full conv, and the work the model
+    needs is the same whichever formulation computes it."""
+    cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax,
+                                      modconv=modconv),
+                    train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device))
+    trainer = Trainer(cfg, progress=False, dataset=RandomImages(args.res))
+    real = trainer.dataset.data[: args.batch]
+    stats = LossStats()
+    for _ in range(2):  # warm-up (allocator, first-call overheads)
+        trainer.train_step(real, stats)
+    trainer.step = 0  # start at a step where every lazy phase is due, then run whole cycles
+    if flops is None:
+        with FlopCounter() as counter:
+            for _ in range(args.steps):
+                trainer.train_step(real, stats)
+        flops = counter.total
+    trainer.step = 0
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync()
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        trainer.train_step(real, stats)
+    sync()
+    dt = time.perf_counter() - t
+    return {"img_per_s": args.batch * args.steps / dt, "gflops_per_s": flops / dt / 1e9,
+            "gflop_per_img": flops / (args.batch * args.steps) / 1e9, "flops": flops}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--res", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--cmax", type=int, default=64)
+    p.add_argument("--steps", type=int, default=16, help="a multiple of the R1 interval (16)")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    peak = matmul_gflops()
+    result = {"benchmark": "train_speed", "res": args.res, "batch": args.batch, "channels": args.cmax,
+              "steps": args.steps, "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "machine": platform.processor() or platform.machine(), "matmul_2048_gflops_per_s": peak}
+    flops = None
+    for impl in ("scaled", "grouped"):
+        r = bench_steps(args, impl, flops)
+        flops = r.pop("flops")
+        r["ratio_to_matmul"] = r["gflops_per_s"] / peak
+        result[f"modconv_{impl}"] = r
+    best = max(("scaled", "grouped"), key=lambda k: result[f"modconv_{k}"]["img_per_s"])
+    result["fastest_modconv"] = best
+    result["img_per_s"] = result[f"modconv_{best}"]["img_per_s"]
+    result["ratio_to_matmul"] = result[f"modconv_{best}"]["ratio_to_matmul"]
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

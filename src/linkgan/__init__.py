@@ -1,0 +1,7 @@
+"""linkgan: GANs whose latent axes are explicitly linked to image regions (LinkGAN, ICCV 2023)."""
+
+__version__ = "0.1.0"
+
+from .pipeline import LinkGANPipeline  # noqa: E402
+
+__all__ = ["LinkGANPipeline", "__version__"]

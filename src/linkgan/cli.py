@@ -1,0 +1,363 @@
+"""The ``linkgan`` command line: a thin layer over the Python API.
+
+Each subcommand parses its options, calls one API function, and turns the library's
+user-facing errors into a one-line message and exit code 2 (no stack trace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError, ModelConfig, RunConfig, TrainConfig, from_dict, load_config_file, merge_dicts
+
+EPILOG_TRAIN = """examples:
+  linkgan dataset toyfaces --out data/toyfaces32.zip --n 20000 --res 32
+  linkgan train --data data/toyfaces32.zip --out runs/toy --res 32 --kimg 200 --cbase 2048 --cmax 64
+  linkgan train --resume runs/toy                 # continue after a crash or Ctrl-C
+  linkgan train --resume runs/toy --kimg 400      # ... and train longer
+  linkgan train --init runs/toy --out runs/toy-links --kimg 20 --links links.yaml   # LinkGAN fine-tune
+  linkgan train --data data/toyfaces32.zip --out runs/scratch --res 32 \
+      --link eyes=box:0.22,0.36,0.78,0.52@64 --link-start-kimg 20            # from scratch, with warm-up
+"""
+
+
+# --------------------------------------------------------------------------------------
+# Flags generated from the config dataclasses, so each option is documented in one place.
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _base_type(tp):
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if args else tp
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls, section: str) -> None:
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(f"{section} options (also settable in --config under '{section}:')")
+    for f in dataclasses.fields(cls):
+        tp = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f.metadata.get("help", "") + ("" if default in ("", None) else f" [default: {default}]")
+        kwargs = dict(dest=f"{section}.{f.name}", default=argparse.SUPPRESS, help=help_text)
+        if tp is bool:
+            group.add_argument(_flag(f), action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            group.add_argument(_flag(f), type=tp, choices=f.metadata.get("choices"),
+                               metavar=f.name.upper() if tp is not str else None, **kwargs)
+
+
+def explicit_overrides(args: argparse.Namespace) -> dict:
+    """The nested {'model': {...}, 'train': {...}} of the flags the user actually typed."""
+    out: dict = {}
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            out.setdefault(section, {})[name] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .training import train
+
+    overrides = explicit_overrides(args)
+    if args.resume:
+        ckpt = load_checkpoint(args.resume)
+        base = ckpt.config
+        if overrides.get("model"):
+            changed = {k: v for k, v in overrides["model"].items() if base["model"].get(k) != v}
+            if changed:
+                raise ConfigError(f"cannot change the architecture when resuming ({sorted(changed)}); "
+                                  "start a new run with --init to fine-tune instead")
+        overrides.setdefault("train", {}).setdefault("out", str(ckpt.path.parent))
+    else:
+        base = RunConfig().to_dict()
+        if args.config:
+            base = merge_dicts(base, load_config_file(args.config))
+    config = RunConfig.from_dict(merge_dicts(base, overrides), args.config or "options")
+    if args.links or args.link:
+        if args.resume:
+            raise ConfigError("links cannot change when resuming; start a new run with --init RUN --links ...")
+        apply_link_options(config, args.links, args.link)
+    result = train(config, resume=args.resume, progress=not args.no_progress)
+    print(f"{'stopped' if result.interrupted else 'done'}: {result.images_seen / 1000:.2f} kimg, "
+          f"checkpoint {result.checkpoint}")
+    print(f"samples: {result.run_dir / 'samples-latest.png'}   tensorboard --logdir {result.run_dir}")
+    return 0
+
+
+def apply_link_options(config: RunConfig, links_file: str | None, shorthands: list[str] | None) -> None:
+    """Sets config.links from a links YAML file and/or --link shorthands (appended after the file's)."""
+    from .partition import LatentPartition, load_links_file, parse_link_shorthand
+
+    specs, allow = [], config.allow_link_overlap
+    if links_file:
+        part = load_links_file(links_file, config.model.w_dim, config.model.resolution)
+        specs, allow = part.to_specs(), part.allow_overlap or allow
+    specs += [parse_link_shorthand(text) for text in shorthands or []]
+    part = LatentPartition.from_specs(specs, config.model.w_dim, config.model.resolution, allow_overlap=allow)
+    config.links, config.allow_link_overlap = part.to_specs(), allow
+
+
+def cmd_generate(args) -> int:
+    from .pipeline import LinkGANPipeline
+
+    pipe = LinkGANPipeline.load(args.ckpt, device=args.device)
+    paths = pipe.save_images(args.seeds, args.out, truncation=args.trunc, ncols=args.cols)
+    print(paths[0] if len(paths) == 1 else f"wrote {len(paths)} images to {args.out}")
+    return 0
+
+
+def cmd_edit(args) -> int:
+    import torch
+
+    from .editing import (display_upscale, edit_grid, edit_latents, interpolation_latents, region_outline,
+                          save_gif, transplant_latents)
+    from .images import make_grid, save_png
+    from .pipeline import LinkGANPipeline, parse_seeds
+
+    pipe = LinkGANPipeline.load(args.ckpt, device=args.device)
+    if args.links:
+        pipe.use_links(args.links)
+    if not args.link:
+        raise ValueError(f"give --link NAME; this model's links: {pipe.links.names or 'none (pass --links FILE)'}")
+    pipe.links[args.link]  # unknown names fail here, listing the known ones
+    seeds = parse_seeds(args.seeds)
+    ws = pipe.latents(seeds, args.trunc)
+    up = display_upscale(pipe.resolution)
+    out = Path(args.out)
+    if args.interpolate:
+        target = pipe.latents([args.target_seed if args.target_seed is not None else seeds[0] + 1], args.trunc)
+        frames = interpolation_latents(pipe.links, ws[:1], target, args.link, args.frames)
+        print(save_gif(pipe.synthesize(frames), out, fps=args.fps, upscale=up))
+        return 0
+    if args.transplant is not None:
+        donor = pipe.latents([args.transplant], args.trunc)
+        moved = transplant_latents(pipe.links, ws, donor.expand_as(ws), args.link)
+        imgs = pipe.synthesize(torch.cat([ws, moved, donor]))
+        b = len(seeds)
+        rows = torch.stack([imgs[:b], imgs[b:2 * b], imgs[2 * b:].expand(b, -1, -1, -1)], dim=1).flatten(0, 1)
+        print(save_png(make_grid(rows, ncols=3, pad=1), out, upscale=up))
+        print("columns: image A, A with B's region, image B")
+        return 0
+    variants = edit_latents(pipe.G, pipe.links, ws, args.link, args.n, args.mode, args.strength, args.trunc,
+                            args.complement, args.edit_seed)
+    originals = pipe.synthesize(ws)
+    var_imgs = pipe.synthesize(variants.flatten(0, 1)).reshape(len(seeds), args.n, *originals.shape[1:])
+    grid = edit_grid(originals, var_imgs, region_outline(pipe.links, args.link, pipe.resolution))
+    print(save_png(grid, out, upscale=up))
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    import json
+
+    from .metrics import compute_metrics, parse_metric_names
+    from .pipeline import LinkGANPipeline
+
+    names = parse_metric_names(args.metrics)
+    pipe = LinkGANPipeline.load(args.ckpt, device=args.device)
+    if args.links:
+        pipe.use_links(args.links)
+    result = compute_metrics(pipe.G, pipe.links, names, device=pipe.device, progress=not args.no_progress)
+    result["checkpoint"] = str(pipe.source)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(out)
+    print(text)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.ckpt)
+    import json
+    print(f"checkpoint: {ckpt.path}")
+    print(f"kimg: {ckpt.state.get('kimg')}  step: {ckpt.state.get('step')}")
+    print(json.dumps(ckpt.config, indent=2))
+    return 0
+
+
+def cmd_dataset(args) -> int:
+    from . import data
+
+    if args.kind == "convert":
+        report = data.convert_folder(args.src, args.out, res=args.res, progress=not args.no_progress)
+        print(f"wrote {args.out}: {report.get('written')} images, skipped {len(report.get('skipped', []))}")
+        return 0
+    if args.kind == "toyfaces":
+        path = data.make_toyfaces(args.out, n=args.n, res=args.res, seed=args.seed, workers=args.workers,
+                                  progress=not args.no_progress)
+    elif args.kind == "scenes":
+        path = data.make_scenes(args.out, n=args.n, res=args.res, seed=args.seed, workers=args.workers,
+                                progress=not args.no_progress)
+    else:
+        path = data.make_fashion_mnist(args.out, res=args.res, split=args.split, progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick, device=args.device, progress=not args.no_progress)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="linkgan",
+        description="Train StyleGAN2 generators whose latent axes are linked to image regions (LinkGAN), "
+                    "generate images, and edit them.",
+        epilog="Run 'linkgan COMMAND --help' for the options of a command.")
+    p.add_argument("--version", action="version", version=f"linkgan {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    d = sub.add_parser("demo", help="Make a toy dataset, train a small model and write its samples.",
+                       description="The main job on built-in data: makes a toyfaces dataset, trains a small "
+                                   "generator and writes sample grids to OUT. Running it again resumes.",
+                       formatter_class=fmt)
+    d.add_argument("--out", default="demo", help="Output folder.")
+    d.add_argument("--quick", action="store_true", help="A ~2-minute smoke-test version.")
+    d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    d.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
+    d.set_defaults(func=cmd_demo)
+
+    ds = sub.add_parser("dataset", help="Make a built-in dataset or pack an image folder into an archive.",
+                        description="Create dataset archives (.zip with images/, optional masks/ and dataset.json).")
+    dsub = ds.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind, help_text in (("toyfaces", "Procedural aligned faces with part masks (a stand-in for FFHQ)."),
+                            ("scenes", "Procedural outdoor scenes with sky/ground/building/tree/car masks.")):
+        k = dsub.add_parser(kind, help=help_text, description=help_text, formatter_class=fmt)
+        k.add_argument("--out", required=True, help="Output archive (.zip).")
+        k.add_argument("--n", type=int, default=20000, help="Number of images.")
+        k.add_argument("--res", type=int, default=64, help="Resolution in pixels.")
+        k.add_argument("--seed", type=int, default=0, help="Dataset seed (same seed, same images).")
+        k.add_argument("--workers", type=int, default=None, help="Worker processes (default: all cores).")
+        k.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    fm = dsub.add_parser("fashion-mnist", help="Real photos from Debian's dataset-fashion-mnist package.",
+                         description="Packs Fashion-MNIST (apt-get install dataset-fashion-mnist) as RGB images.",
+                         formatter_class=fmt)
+    fm.add_argument("--out", required=True, help="Output archive (.zip).")
+    fm.add_argument("--res", type=int, default=32, help="Resolution in pixels.")
+    fm.add_argument("--split", default="train", choices=["train", "test", "all"], help="Which images to pack.")
+    fm.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    cv = dsub.add_parser("convert", help="Pack a folder of images (png/jpg/webp, recursive) into an archive.",
+                         description="Center-crops and resizes every image to RES and packs it. A masks/ folder "
+                                     "of label PNGs with the same names plus classes.json travels along. Corrupt "
+                                     "files are skipped and reported.", formatter_class=fmt)
+    cv.add_argument("src", help="Source folder.")
+    cv.add_argument("--out", required=True, help="Output archive (.zip).")
+    cv.add_argument("--res", type=int, required=True, help="Resolution in pixels (a power of two).")
+    cv.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    ds.set_defaults(func=cmd_dataset)
+
+    t = sub.add_parser("train", help="Train a generator (from scratch, fine-tuning, or resuming).",
+                       description="Train StyleGAN2 on a dataset archive or image folder. Options come from the "
+                                   "defaults, then --config, then the flags you give.",
+                       epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--config", help="YAML/JSON file with 'model:' and 'train:' sections.")
+    t.add_argument("--resume", help="Continue a run: a run directory (its newest checkpoint) or a checkpoint "
+                                    "file. Restores G, D, G_ema, optimizers, counters and RNG state.")
+    t.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    t.add_argument("--links", metavar="YAML", help="LinkGAN links file: {links: [{name: eyes, region: {box: [x0, y0, "
+                   "x1, y1]}, axes: 64}, ...], allow_overlap: false}. Regions are box, ellipse [cx, cy, rx, ry], "
+                   "polygon [[x, y], ...] or mask PATH.png, in [0,1] image coordinates (y down). axes: a count "
+                   "(the next free block of W channels) or [start, stop].")
+    t.add_argument("--link", action="append", metavar="NAME=REGION@AXES",
+                   help="Add one link, e.g. eyes=box:0.22,0.36,0.78,0.52@64 or blob=ellipse:0.5,0.5,0.2,0.1@32:96 "
+                        "(repeatable; appended after --links).")
+    add_dataclass_flags(t, ModelConfig, "model")
+    add_dataclass_flags(t, TrainConfig, "train")
+    t.set_defaults(func=cmd_train)
+
+    g = sub.add_parser("generate", help="Write images of a trained model for given seeds.",
+                       description="Sample the EMA generator of a checkpoint at the given seeds.",
+                       formatter_class=fmt)
+    g.add_argument("--ckpt", required=True, help="A run directory (its newest checkpoint) or a checkpoint file.")
+    g.add_argument("--seeds", default="0-15", help="Seeds, e.g. '0-15' or '1,5,9'.")
+    g.add_argument("--trunc", type=float, default=1.0, help="Truncation psi (1 = none, 0.7 = typical).")
+    g.add_argument("--out", default="grid.png", help="A .png path for one grid, or a folder for one PNG per seed.")
+    g.add_argument("--cols", type=int, default=None, help="Grid columns (default: square-ish).")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    g.set_defaults(func=cmd_generate)
+
+    e = sub.add_parser("edit", help="Edit one region: resample/perturb a link's axes, transplant, interpolate.",
+                       description="Writes one row per seed: the original, N variants with the link's axes "
+                                   "resampled, and a heat map of |change| with the region's outline. "
+                                   "--transplant and --interpolate make the other kinds of edit.",
+                       formatter_class=fmt)
+    e.add_argument("--ckpt", required=True, help="A run directory or a checkpoint file.")
+    e.add_argument("--link", help="Name of the link to edit (see `linkgan info`).")
+    e.add_argument("--seeds", default="0-3", help="Seeds of the images to edit.")
+    e.add_argument("--n", type=int, default=6, help="Variants per image.")
+    e.add_argument("--mode", default="resample", choices=["resample", "perturb"],
+                   help="resample: the link's axes from a new w = mapping(z'); perturb: add STRENGTH * N(0, I).")
+    e.add_argument("--strength", type=float, default=1.0, help="Perturbation strength (--mode perturb).")
+    e.add_argument("--complement", action="store_true", help="Edit every axis except the link's (the region "
+                                                             "should hold still).")
+    e.add_argument("--edit-seed", type=int, default=0, help="Seed of the random edits (same seed, same edits).")
+    e.add_argument("--transplant", type=int, metavar="SEED_B", help="Copy the link's axes from image SEED_B.")
+    e.add_argument("--interpolate", action="store_true", help="Write a looping GIF that interpolates the link's "
+                                                              "axes towards --target-seed.")
+    e.add_argument("--target-seed", type=int, help="Interpolation target (default: first seed + 1).")
+    e.add_argument("--frames", type=int, default=30, help="GIF frames.")
+    e.add_argument("--fps", type=int, default=15, help="GIF frames per second.")
+    e.add_argument("--trunc", type=float, default=1.0, help="Truncation psi of images and resampled axes.")
+    e.add_argument("--links", help="Use the links of this YAML file instead of the model's (e.g. for a vanilla "
+                                   "model).")
+    e.add_argument("--out", default="edit.png", help="Output PNG (or GIF with --interpolate).")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    e.set_defaults(func=cmd_edit)
+
+    mt = sub.add_parser("metrics", help="Evaluate metrics (masked MSE locality) and write JSON.",
+                        description="mse<N>k: masked MSE per link over N thousand samples: mse_in and mse_out "
+                                    "(pixel change inside/outside the region when the link's axes are resampled), "
+                                    "mse_in_complement (change inside when the other axes are resampled) and "
+                                    "locality = mse_out / mse_in. Images in [0,1]; means normalized by area.",
+                        formatter_class=fmt)
+    mt.add_argument("--ckpt", required=True, help="A run directory or a checkpoint file.")
+    mt.add_argument("--metrics", default="mse1k", help="Comma-separated metric names.")
+    mt.add_argument("--links", help="Measure on the links of this YAML file (baseline: a vanilla model).")
+    mt.add_argument("--out", help="Write the JSON here too.")
+    mt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    mt.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    mt.set_defaults(func=cmd_metrics)
+
+    i = sub.add_parser("info", help="Print a checkpoint's config and progress.",
+                       description="Print a checkpoint's config and progress.", formatter_class=fmt)
+    i.add_argument("--ckpt", required=True, help="A run directory or a checkpoint file.")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DatasetError
+    from .losses import NonFiniteLossError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, CheckpointError, DatasetError, NonFiniteLossError, ValueError, FileNotFoundError,
+            NotImplementedError) as e:
+        print(f"linkgan {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["main", "build_parser", "from_dict"]

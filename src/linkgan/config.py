@@ -1,0 +1,189 @@
+"""Typed configuration of a run, saved beside every checkpoint.
+
+Every training option lives in exactly one dataclass field. The CLI builds its flags from
+these fields (``flag`` and ``help`` in each field's metadata), a YAML/JSON file given with
+``--config`` fills them, and the resolved config is stored in the run directory and in
+each checkpoint's metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dacite
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or option is invalid; the message names the key and the fix."""
+
+
+def opt(default, help: str, flag: str | None = None, choices=None):
+    """A dataclass field carrying its CLI flag and help text."""
+    meta = {"help": help}
+    if flag:
+        meta["flag"] = flag
+    if choices:
+        meta["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of G and D. Resolution-dependent widths: min(channel_base / res, channel_max)."""
+
+    resolution: int = opt(32, "Training resolution in pixels: a power of two from 16 to 1024.", flag="--res")
+    z_dim: int = opt(512, "Dimension of the input latent z.")
+    w_dim: int = opt(512, "Dimension of the intermediate latent w, the space LinkGAN partitions.")
+    mapping_layers: int = opt(8, "Number of fully connected layers in the mapping network.", flag="--map-layers")
+    mapping_lr_mul: float = opt(0.01, "Learning-rate multiplier of the mapping network.")
+    channel_base: int = opt(16384, "Width numerator: a block at resolution r has channel_base/r channels.",
+                            flag="--cbase")
+    channel_max: int = opt(512, "Upper bound on the channels of any block.", flag="--cmax")
+    img_channels: int = opt(3, "Image channels (3 for RGB).")
+    mbstd_group: int = opt(4, "Group size of D's minibatch standard-deviation layer.")
+    modconv: str = opt("auto", "Modulated-conv formulation: 'grouped' (one weight per sample), 'scaled' "
+                       "(scale activations; fastest on CPU for batches > 1) or 'auto'.",
+                       choices=["auto", "grouped", "scaled"])
+    conv_clamp: float | None = opt(None, "Clamp conv activations to +-this value (256 is usual with fp16); "
+                                   "unset for no clamp.")
+
+
+@dataclass
+class TrainConfig:
+    """Optimization, regularization, logging and checkpointing of one run."""
+
+    data: str = opt("", "Training data: a dataset archive (.zip) or a folder of images.")
+    out: str = opt("runs/train", "Run directory for checkpoints, logs, sample grids and the config.")
+    kimg: float = opt(100.0, "Training length in thousands of real images shown to D.")
+    batch: int = opt(32, "Batch size (global, across all processes).")
+    lr_g: float = opt(0.0025, "Adam learning rate of G.")
+    lr_d: float = opt(0.0025, "Adam learning rate of D.")
+    beta1: float = opt(0.0, "Adam beta1 for G and D.")
+    beta2: float = opt(0.99, "Adam beta2 for G and D.")
+    r1_gamma: float | None = opt(None, "R1 weight gamma; unset = StyleGAN2-ADA's heuristic 0.0002 * res^2 / batch.")
+    r1_interval: int = opt(16, "Lazy R1: run the D regularization phase every this many steps (0 = off).")
+    pl_weight: float = opt(0.0, "Path-length regularization weight (StyleGAN2 uses 2); 0 turns it off.")
+    pl_interval: int = opt(4, "Lazy path-length regularization: every this many steps.")
+    pl_batch_shrink: int = opt(2, "The path-length phase uses batch / this many samples.")
+    pl_decay: float = opt(0.01, "Decay of the running mean path length.")
+    style_mixing: float = opt(0.9, "Probability of style mixing regularization per batch.")
+    ema_kimg: float = opt(10.0, "Half-life of the G_ema weights, in thousands of images.")
+    ema_rampup: float | None = opt(0.05, "Ramp the EMA half-life up as this fraction of the images seen so far "
+                                   "(unset for none).")
+    xflip: bool = opt(False, "Augment the data with horizontal flips (doubles the dataset).")
+    seed: int = opt(0, "Random seed of the run.")
+    workers: int = opt(2, "DataLoader worker processes.")
+    tick_kimg: float = opt(1.0, "Log losses and speed to TensorBoard and stats.jsonl every this many kimg.")
+    snapshot_kimg: float = opt(10.0, "Write a checkpoint and a sample grid every this many kimg.")
+    keep_ckpts: int = opt(3, "Keep this many newest checkpoints (older ones are deleted).")
+    grid_size: int = opt(64, "Number of images in the sample grids (fixed seeds 0..grid_size-1).")
+    device: str = opt("auto", "Device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    precision: str = opt("fp32", "Precision of the main G and D phases on CUDA: fp32, bf16 or fp16 (with loss "
+                         "scaling). Regularizers always run in fp32. Ignored on CPU.",
+                         choices=["fp32", "bf16", "fp16"])
+    channels_last: bool = opt(False, "Use the channels_last memory format on CUDA.")
+    init: str = opt("", "Initialize G, D and G_ema from this checkpoint or run (fine-tuning); the "
+                    "optimizer state starts fresh.")
+    # LinkGAN regularizer (active when the run has links; see linkgan.regularizer).
+    link_interval: int = opt(8, "Lazy LinkGAN regularizer: run the Glink phase every this many steps; its loss is "
+                             "scaled by the interval.")
+    link_alpha: float = opt(1.0, "Perturbation strength alpha: w axes move by alpha * N(0, I).")
+    link_lambda_in: float = opt(10.0, "Weight lambda_in of L_in (change inside the region when the complement moves).")
+    link_lambda_out: float = opt(10.0, "Weight lambda_out of L_out (change outside the region when the link's axes "
+                                 "move).")
+    link_batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = batch / 4 (at least 2).")
+    link_start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
+                                 "scratch).")
+    link_fakes: float = opt(0.25, "Fraction of each fake batch (G and D phases) generated from perturbed latents, "
+                            "so that D sees perturbed images as fakes and G keeps them realistic; 0 turns it off.")
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to rebuild a run: the model, the training options, and the links."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    links: list[dict] = field(default_factory=list)  # LinkGAN links: {name, region, axes} each
+    allow_link_overlap: bool = False  # fixed regions of two links may share pixels
+    version: int = 1
+
+    def partition(self):
+        """The run's LatentPartition (empty for a vanilla model), validated at the model resolution."""
+        from .partition import LatentPartition
+        return LatentPartition.from_specs(self.links, self.model.w_dim, self.model.resolution,
+                                          allow_overlap=self.allow_link_overlap)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> "RunConfig":
+        return from_dict(cls, d, source)
+
+    def save(self, path: str | Path) -> None:
+        """Writes the config as YAML (``.yaml``/``.yml``) or JSON, atomically."""
+        path = Path(path)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False) if path.suffix in (".yaml", ".yml") else self.to_json()
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+
+def _float(v):
+    # YAML 1.1 reads "1e-3" as a string; accept it where a float is expected.
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+def from_dict(cls, d: dict[str, Any], source: str = "config"):
+    """Builds dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: expected a mapping of options, got {type(d).__name__}")
+    try:
+        return dacite.from_dict(cls, d, config=dacite.Config(strict=True, type_hooks={float: _float}))
+    except dacite.UnexpectedDataError as e:
+        raise ConfigError(f"{source}: unknown option(s) {sorted(e.keys)}; see `linkgan train --help` "
+                          "for the valid names") from None
+    except dacite.WrongTypeError as e:
+        raise ConfigError(f"{source}: option '{e.field_path}' must be of type {e.field_type}, "
+                          f"got {e.value!r}") from None
+    except dacite.DaciteError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Reads a YAML or JSON config file into a dict (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {e}") from None
+    return data or {}
+
+
+def merge_dicts(base: dict, override: dict) -> dict:
+    """Recursively merges ``override`` into a copy of ``base``."""
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge_dicts(out[k], v)
+        else:
+            out[k] = v
+    return out

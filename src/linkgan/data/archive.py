@@ -1,0 +1,328 @@
+"""The dataset archive format: the one place that writes and describes it.
+
+An archive is a zip file (members stored uncompressed, since PNGs already are)::
+
+    images/00000000.png ...   RGB PNGs, all resolution x resolution
+    masks/00000000.png ...    optional; mode L PNGs of class ids, same names
+    dataset.json              {"format": "linkgan-dataset", "version": 1,
+                               "resolution": R, "num_images": N,
+                               "classes": [...] or null, "source": "...",
+                               "labels": null, ...extra keys}
+
+Archives are written to a temporary file in the target folder and moved into
+place with os.replace, so a crash never leaves a half-written archive at the
+target path. Member timestamps are fixed, so the same content always gives a
+byte-identical archive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .errors import DatasetError
+from .images import IMAGE_EXTENSIONS, encode_png, png_size
+
+ARCHIVE_FORMAT = "linkgan-dataset"
+ARCHIVE_VERSION = 1
+INFO_NAME = "dataset.json"
+IMAGES_DIR = "images"
+MASKS_DIR = "masks"
+CLASSES_JSON = "classes.json"
+
+# Fixed member timestamp: zip stores local time, and a real clock would make
+# two archives with identical content differ byte for byte.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def image_member(index: int) -> str:
+    """Archive member name of image `index`, e.g. images/00000042.png."""
+    return f"{IMAGES_DIR}/{index:08d}.png"
+
+
+def mask_member(index: int) -> str:
+    """Archive member name of the mask of image `index`."""
+    return f"{MASKS_DIR}/{index:08d}.png"
+
+
+def _zip_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _png_bytes(value, what: str, expect_mode: str) -> bytes:
+    """Encode an image/mask given as PNG bytes, PIL image or uint8 array."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, Image.Image):
+        if value.mode != expect_mode:
+            raise ValueError(f"{what}: expected a mode {expect_mode} image, got mode {value.mode}")
+        return encode_png(value)
+    arr = np.asarray(value)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"{what}: expected a uint8 array, got dtype {arr.dtype}")
+    want_ndim = 3 if expect_mode == "RGB" else 2
+    if arr.ndim != want_ndim or (want_ndim == 3 and arr.shape[2] != 3):
+        shape = "(H, W, 3)" if want_ndim == 3 else "(H, W)"
+        raise ValueError(f"{what}: expected an array of shape {shape}, got {arr.shape}")
+    return encode_png(arr)
+
+
+class ArchiveWriter:
+    """Incrementally writes an archive; use as a context manager.
+
+    On a clean exit the archive is finalized and atomically moved to `out`;
+    on an exception (or abort()) the temporary file is deleted and nothing
+    appears at `out`.
+    """
+
+    def __init__(self, out, res: int, classes: list[str] | None = None, source: str = "",
+                 extra_info: dict[str, Any] | None = None):
+        if not isinstance(res, int) or res < 1:
+            raise ValueError(f"resolution must be a positive int, got {res!r}")
+        self.out = Path(out)
+        self.res = res
+        self.classes = list(classes) if classes is not None else None
+        self.source = source
+        self.extra_info = dict(extra_info or {})
+        self.num_images = 0
+        self._tmp: Path | None = None
+        self._zip: zipfile.ZipFile | None = None
+        self._file = None
+
+    def __enter__(self) -> "ArchiveWriter":
+        if self.out.exists() and self.out.is_dir():
+            raise DatasetError(f"{self.out}: is a folder; give a file path such as {self.out / 'dataset.zip'}")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.out.parent / f".{self.out.name}.{os.getpid()}.{secrets.token_hex(4)}.partial"
+        # "xb" (not mkstemp) so the final file gets the usual umask permissions.
+        self._file = open(self._tmp, "xb")
+        self._zip = zipfile.ZipFile(self._file, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        return self
+
+    def add(self, image, mask=None) -> None:
+        """Append one image (PNG bytes, RGB PIL image or uint8 (R,R,3) array)
+        and, when the archive has classes, its mask (PNG bytes, L image or
+        uint8 (R,R) array of class ids)."""
+        index = self.num_images
+        img_png = _png_bytes(image, f"image {index}", "RGB")
+        self._check_size(img_png, f"image {index}")
+        if self.classes is None and mask is not None:
+            raise ValueError(f"image {index}: got a mask but the archive has no classes; pass classes=[...]")
+        if self.classes is not None:
+            if mask is None:
+                raise ValueError(f"image {index}: the archive has classes, so every image needs a mask")
+            if not isinstance(mask, (bytes, bytearray, memoryview)):
+                arr = np.asarray(mask)
+                if arr.size and int(arr.max()) >= len(self.classes):
+                    raise ValueError(f"mask {index}: class id {int(arr.max())} >= {len(self.classes)} classes")
+            mask_png = _png_bytes(mask, f"mask {index}", "L")
+            self._check_size(mask_png, f"mask {index}")
+        self._zip.writestr(_zip_info(image_member(index)), img_png)
+        if self.classes is not None:
+            self._zip.writestr(_zip_info(mask_member(index)), mask_png)
+        self.num_images += 1
+
+    def _check_size(self, png: bytes, what: str) -> None:
+        size = png_size(png)
+        if size is None:
+            raise ValueError(f"{what}: not PNG data")
+        if size != (self.res, self.res):
+            raise ValueError(f"{what}: is {size[0]}x{size[1]}, archive resolution is {self.res}x{self.res}")
+
+    def info(self) -> dict[str, Any]:
+        info = {
+            "format": ARCHIVE_FORMAT,
+            "version": ARCHIVE_VERSION,
+            "resolution": self.res,
+            "num_images": self.num_images,
+            "classes": self.classes,
+            "source": self.source,
+            "labels": None,
+        }
+        for key, value in self.extra_info.items():
+            if key in info and key != "labels":
+                raise ValueError(f"extra_info may not override the reserved key {key!r}")
+            info[key] = value
+        return info
+
+    def abort(self) -> None:
+        """Discard everything written so far."""
+        if self._zip is not None:
+            try:
+                self._zip.close()
+            except Exception:
+                pass
+            self._file.close()
+            self._zip = None
+        if self._tmp is not None and self._tmp.exists():
+            self._tmp.unlink()
+        self._tmp = None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self._tmp is None:
+            self.abort()
+            return
+        if self.num_images == 0:
+            self.abort()
+            raise DatasetError(f"{self.out}: no images to write; the archive would be empty.")
+        try:
+            # dataset.json goes last: num_images is only known now.
+            self._zip.writestr(_zip_info(INFO_NAME), json.dumps(self.info(), indent=1).encode())
+            self._zip.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self.out)
+        except BaseException:
+            self.abort()
+            raise
+        self._zip = None
+        self._tmp = None
+
+
+def write_archive(out, images_iter: Iterable, res: int, classes: list[str] | None = None, source: str = "",
+                  progress_total: int | None = None, progress: bool = True,
+                  extra_info: dict[str, Any] | None = None, desc: str | None = None) -> dict[str, Any]:
+    """Write a dataset archive atomically and return its dataset.json dict.
+
+    images_iter yields either an image, or an (image, mask) pair when classes
+    is given. An image is PNG bytes, an RGB PIL image or a uint8 array
+    (res, res, 3); a mask is PNG bytes, a mode L PIL image or a uint8 array
+    (res, res) of class ids < len(classes). extra_info adds keys to
+    dataset.json (e.g. "class_labels"). progress_total sizes the progress
+    bar, shown when progress is True.
+    """
+    with ArchiveWriter(out, res, classes=classes, source=source, extra_info=extra_info) as writer:
+        bar = tqdm(total=progress_total, disable=not progress, unit="img", desc=desc or f"writing {Path(out).name}")
+        try:
+            for item in images_iter:
+                if classes is not None:
+                    writer.add(*item)
+                elif isinstance(item, tuple):
+                    image, mask = item
+                    writer.add(image, mask)
+                else:
+                    writer.add(item)
+                bar.update(1)
+        finally:
+            bar.close()
+    return writer.info()
+
+
+def parse_dataset_info(raw: bytes, where: str) -> dict[str, Any]:
+    """Parse and validate the bytes of a dataset.json; `where` names it in errors."""
+    try:
+        info = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{where}: dataset.json is not valid JSON ({e}); re-create the archive.") from None
+    if not isinstance(info, dict) or info.get("format") != ARCHIVE_FORMAT:
+        raise DatasetError(f"{where}: dataset.json does not describe a {ARCHIVE_FORMAT} archive.")
+    version = info.get("version")
+    if not isinstance(version, int) or version > ARCHIVE_VERSION:
+        raise DatasetError(
+            f"{where}: archive version {version!r} is newer than this linkgan understands "
+            f"({ARCHIVE_VERSION}); upgrade linkgan."
+        )
+    res = info.get("resolution")
+    if not isinstance(res, int) or res < 1:
+        raise DatasetError(f"{where}: dataset.json has an invalid resolution {res!r}; re-create the archive.")
+    classes = info.get("classes")
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        raise DatasetError(f"{where}: dataset.json 'classes' must be null or a list of names.")
+    return info
+
+
+def read_dataset_info(path) -> dict[str, Any]:
+    """Read dataset.json from an archive (or a folder holding an unpacked one).
+
+    Returns the parsed dict (keys format, version, resolution, num_images,
+    classes, source, labels, plus any extra keys). Raises DatasetError if the
+    path is missing or is not a linkgan archive.
+    """
+    path = Path(path)
+    if path.is_dir():
+        info_path = path / INFO_NAME
+        if not info_path.is_file():
+            raise DatasetError(
+                f"{path}: folder has no {INFO_NAME}; it is a plain image folder. "
+                "Pack it with convert_folder (linkgan dataset convert) to get an archive."
+            )
+        return parse_dataset_info(info_path.read_bytes(), str(path))
+    if not path.exists():
+        raise DatasetError(f"{path}: no such dataset file or folder.")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            try:
+                raw = zf.read(INFO_NAME)
+            except KeyError:
+                raise DatasetError(
+                    f"{path}: zip has no {INFO_NAME}; it was not written by linkgan. "
+                    "Unpack it and run convert_folder on the folder."
+                ) from None
+    except zipfile.BadZipFile:
+        raise DatasetError(f"{path}: not a zip file (or a damaged one); re-create the archive.") from None
+    return parse_dataset_info(raw, str(path))
+
+
+def read_classes_json(raw: bytes, where: str) -> list[str]:
+    """Parse a classes.json (a JSON list of class names)."""
+    try:
+        classes = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{where}: not valid JSON ({e}); it must be a list of class names.") from None
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise DatasetError(f'{where}: must be a non-empty JSON list of class names, e.g. ["background", "skin"].')
+    if len(classes) > 256:
+        raise DatasetError(f"{where}: {len(classes)} classes; masks are 8-bit, so at most 256 are supported.")
+    return classes
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _is_hidden(parts: tuple[str, ...]) -> bool:
+    # Skips .ipynb_checkpoints, .DS_Store, macOS "._x.jpg" resource forks and
+    # our own ".x.zip.partial" temporaries.
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def list_image_names(names: Iterable[str]) -> list[str]:
+    """Image names (relative posix paths) from a listing, sorted.
+
+    Excludes hidden files and everything under a top-level masks/ folder.
+    """
+    out = []
+    for name in names:
+        parts = PurePosixPath(name).parts
+        if not parts or parts[0] == MASKS_DIR or _is_hidden(parts) or not is_image_name(name):
+            continue
+        out.append(name)
+    return sorted(out)
+
+
+def scan_folder(root: Path) -> list[str]:
+    """All file paths under root, relative and in posix form (recursive)."""
+    names = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel_dir = Path(dirpath).relative_to(root)
+        for f in filenames:
+            names.append((rel_dir / f).as_posix())
+    return names
+
+
+def folder_mask_name(image_name: str) -> str:
+    """Mask path for an image in a plain folder: masks/<same relative path>.png."""
+    return (PurePosixPath(MASKS_DIR) / PurePosixPath(image_name).with_suffix(".png")).as_posix()

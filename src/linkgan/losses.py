@@ -1,0 +1,168 @@
+"""StyleGAN2 training objective, organised as named phases.
+
+A phase is one optimizer step on one network with one loss: ``Gmain`` (non-saturating
+logistic loss), ``Greg`` (path-length regularization), ``Dmain`` (logistic loss on real
+and fake) and ``Dreg`` (R1), and ``Glink`` (the LinkGAN regularizer, see linkgan.regularizer).
+Regularization phases are *lazy*: they run every
+``interval`` steps and their loss is multiplied by the interval, so that on average they
+weigh as much as if they ran every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .networks import Discriminator, Generator
+from .regularizer import LinkSettings
+
+
+@dataclass
+class Phase:
+    """One optimizer step: ``name`` selects the loss terms, ``module`` the trained network."""
+
+    name: str
+    module: nn.Module
+    opt: torch.optim.Optimizer
+    interval: int = 1
+    start_step: int = 0  # the phase is off before this step
+
+    def due(self, step: int) -> bool:
+        return step >= self.start_step and self.interval > 0 and step % self.interval == 0
+
+
+@dataclass
+class LossStats:
+    """Per-phase scalars accumulated between two logging ticks."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, value: torch.Tensor | float) -> None:
+        v = float(value.detach().mean()) if torch.is_tensor(value) else float(value)
+        self.values.setdefault(name, []).append(v)
+
+    def means(self) -> dict[str, float]:
+        return {k: float(np.mean(v)) for k, v in self.values.items() if v}
+
+    def clear(self) -> None:
+        self.values.clear()
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or Inf; training stops and the last good checkpoint is kept."""
+
+
+def check_finite(name: str, value: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(value).all():
+        raise NonFiniteLossError(
+            f"loss '{name}' became {value.detach().flatten()[0].item()} at step {step}. Training stopped; the last "
+            "good checkpoint is kept. Lower the learning rates (--lr-g/--lr-d), raise --r1-gamma, or use fp32.")
+
+
+class StyleGAN2Loss:
+    """Computes each phase's loss and backpropagates it (``accumulate``)."""
+
+    def __init__(self, G: Generator, D: Discriminator, r1_gamma: float, style_mixing: float = 0.9,
+                 pl_weight: float = 0.0, pl_batch_shrink: int = 2, pl_decay: float = 0.01,
+                 autocast_dtype: torch.dtype | None = None, device: torch.device | None = None,
+                 link: LinkSettings | None = None):
+        self.G, self.D = G, D
+        self.link = link
+        self.r1_gamma = r1_gamma
+        self.style_mixing = style_mixing
+        self.pl_weight = pl_weight
+        self.pl_batch_shrink = pl_batch_shrink
+        self.pl_decay = pl_decay
+        self.pl_mean = torch.zeros([], device=device)
+        self.autocast_dtype = autocast_dtype
+        self.device = device
+
+    def autocast(self):
+        """Mixed precision for the main phases on CUDA; regularizers stay in fp32."""
+        if self.autocast_dtype is None or self.device is None or self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.autocast_dtype)
+
+    def sample_ws(self, z: torch.Tensor, update_w_avg: bool = True) -> torch.Tensor:
+        ws = self.G.mapping(z, update_w_avg=update_w_avg)
+        ws = self.G.style_mix(ws, self.style_mixing)
+        if self.link is not None:
+            ws = self.link.perturb_some(ws)
+        return ws
+
+    def run_G(self, z: torch.Tensor, update_w_avg: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        ws = self.sample_ws(z, update_w_avg)
+        return self.G.synthesis(ws), ws
+
+    def run_D(self, img: torch.Tensor) -> torch.Tensor:
+        return self.D(img)
+
+    def accumulate(self, phase: str, real: torch.Tensor, z: torch.Tensor, gain: float, stats: LossStats,
+                   step: int, scaler=None) -> None:
+        """Runs one phase's forward and backward pass.
+
+        real: (N,3,R,R) in [-1,1]; z: (N, z_dim); gain: the lazy-regularization interval.
+        """
+        backward = (lambda loss: scaler.scale(loss).backward()) if scaler is not None else (lambda loss: loss.backward())
+        if phase == "Gmain":
+            with self.autocast():
+                fake, _ = self.run_G(z)
+                logits = self.run_D(fake).float()
+            loss = F.softplus(-logits).mean()
+            check_finite("G", loss, step)
+            stats.add("Loss/G/loss", loss)
+            stats.add("Loss/scores/fake", logits)
+            backward(loss * gain)
+        elif phase == "Greg":
+            n = max(1, z.shape[0] // self.pl_batch_shrink)
+            fake, ws = self.run_G(z[:n], update_w_avg=False)
+            # Path length: |J_w^T y| for random image-space directions y, normalized by the
+            # number of pixels so the penalty is resolution independent.
+            y = torch.randn_like(fake) / np.sqrt(fake.shape[2] * fake.shape[3])
+            (grad,) = torch.autograd.grad((fake * y).sum(), ws, create_graph=True)
+            lengths = grad.square().sum(2).mean(1).sqrt()
+            self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean().detach(), self.pl_decay))
+            penalty = (lengths - self.pl_mean).square().mean()
+            loss = penalty * self.pl_weight
+            check_finite("pl", loss, step)
+            stats.add("Loss/pl_penalty", penalty)
+            # The zero-weight term on the image keeps every synthesis parameter in the graph.
+            backward((loss + fake[:, 0, 0, 0].sum() * 0) * gain)
+        elif phase == "Glink":
+            n = min(self.link.batch, z.shape[0])
+            ws = self.G.mapping(z[:n])
+            loss, terms = self.link.loss(self.G, ws)
+            check_finite("link", loss, step)
+            stats.add("Loss/link/total", loss)
+            for key, value in terms.items():
+                if "/" in key:
+                    stats.add(f"Loss/link/{key}", value)
+            backward(loss * gain)
+        elif phase == "Dmain":
+            with torch.no_grad(), self.autocast():
+                fake, _ = self.run_G(z, update_w_avg=False)
+            with self.autocast():
+                logits_fake = self.run_D(fake.float()).float()
+                logits_real = self.run_D(real).float()
+            loss = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+            check_finite("D", loss, step)
+            stats.add("Loss/D/loss", loss)
+            stats.add("Loss/scores/real", logits_real)
+            stats.add("Loss/signs/real", logits_real.sign())
+            backward(loss * gain)
+        elif phase == "Dreg":
+            real = real.detach().requires_grad_(True)
+            logits = self.run_D(real)
+            (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+            penalty = grad.square().sum(dim=[1, 2, 3])
+            loss = (penalty * (self.r1_gamma / 2)).mean()
+            check_finite("r1", loss, step)
+            stats.add("Loss/r1_penalty", penalty)
+            backward(loss * gain)
+        else:
+            raise ValueError(f"unknown phase {phase!r}")

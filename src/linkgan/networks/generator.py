@@ -1,0 +1,247 @@
+"""The StyleGAN2 generator: a mapping network z -> w and a synthesis network ws -> image.
+
+LinkGAN partitions w channel-wise, so the generator keeps the two halves separate:
+``mapping(z) -> ws`` and ``synthesis(ws) -> image`` can be called on their own, and any
+code may edit w between them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import EqualLinear, ModulatedConv2d, lrelu_bias, upsample_2x
+
+
+def channels_at(res: int, channel_base: int, channel_max: int) -> int:
+    """Feature width of the block working at resolution ``res``: min(channel_base / res, channel_max)."""
+    return max(1, min(channel_base // res, channel_max))
+
+
+def check_resolution(resolution: int) -> int:
+    if resolution < 4 or resolution & (resolution - 1) or resolution > 1024:
+        raise ValueError(f"resolution must be a power of two between 4 and 1024, got {resolution}")
+    return int(math.log2(resolution))
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+class MappingNetwork(nn.Module):
+    """z (N, z_dim) -> w (N, num_ws, w_dim), plus a tracked average w for truncation.
+
+    ``lr_mul`` = 0.01 slows the mapping layers down, as in StyleGAN.
+    """
+
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 8, lr_mul: float = 0.01,
+                 w_avg_beta: float = 0.995):
+        super().__init__()
+        self.z_dim, self.w_dim, self.num_ws = z_dim, w_dim, num_ws
+        self.w_avg_beta = w_avg_beta
+        dims = [z_dim] + [w_dim] * num_layers
+        self.layers = nn.Sequential(*[
+            EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activation="lrelu") for i in range(num_layers)
+        ])
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+                update_w_avg: bool = False) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape (N, {self.z_dim}), got {tuple(z.shape)}")
+        w = self.layers(normalize_2nd_moment(z.to(torch.float32)))
+        if update_w_avg:
+            with torch.no_grad():
+                self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
+        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
+        if truncation_psi != 1.0:
+            ws = self.truncate(ws, truncation_psi, truncation_cutoff)
+        return ws
+
+    def truncate(self, ws: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
+        """Pulls ws towards w_avg: w_avg + psi * (w - w_avg), on the first ``cutoff`` layers (all if None)."""
+        cutoff = self.num_ws if cutoff is None else cutoff
+        ws = ws.clone()
+        ws[:, :cutoff] = self.w_avg.lerp(ws[:, :cutoff], psi)
+        return ws
+
+
+class NoiseInput(nn.Module):
+    """Adds per-pixel Gaussian noise scaled by a learned strength (initially 0)."""
+
+    def __init__(self, resolution: int):
+        super().__init__()
+        self.resolution = resolution
+        self.strength = nn.Parameter(torch.zeros([]))
+        # The fixed noise map used by noise_mode='const' so that images are reproducible.
+        self.register_buffer("const_noise", torch.randn(resolution, resolution))
+
+    def forward(self, x: torch.Tensor, noise_mode: str = "random", noise: torch.Tensor | None = None,
+                repeats: int = 1) -> torch.Tensor:
+        """``repeats`` > 1 (random mode): the batch is that many copies of N/repeats samples, which get
+        the same noise maps, so that a sample and its latent-perturbed copies differ only by the latent."""
+        if noise is None:
+            if noise_mode == "random":
+                noise = torch.randn(x.shape[0] // repeats, 1, self.resolution, self.resolution, device=x.device,
+                                    dtype=x.dtype)
+                if repeats > 1:
+                    noise = noise.repeat(repeats, 1, 1, 1)
+            elif noise_mode == "const":
+                noise = self.const_noise.to(x.dtype)
+            elif noise_mode == "none":
+                return x
+            else:
+                raise ValueError(f"noise_mode must be random, const or none, not {noise_mode!r}")
+        return x + noise * self.strength.to(x.dtype)
+
+
+class StyledConv(nn.Module):
+    """Modulated 3x3 conv (optionally upsampling 2x), then noise, bias and leaky ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False,
+                 impl: str = "auto", conv_clamp: float | None = None):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=up, impl=impl)
+        self.noise = NoiseInput(resolution)
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.conv_clamp = conv_clamp
+
+    def forward(self, x, w, noise_mode="random", noise=None, noise_repeats=1):
+        x = self.conv(x, w)
+        x = self.noise(x, noise_mode, noise, noise_repeats)
+        return lrelu_bias(x, self.bias.to(x.dtype), self.conv_clamp)
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 conv to RGB without demodulation, plus bias."""
+
+    def __init__(self, in_channels: int, img_channels: int, w_dim: int, impl: str = "auto"):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, img_channels, 1, w_dim, demodulate=False, impl=impl)
+        self.bias = nn.Parameter(torch.zeros(img_channels))
+
+    def forward(self, x, w):
+        return self.conv(x, w) + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution level. The 4x4 level starts from a learned constant; every other level
+    upsamples. Skip architecture: each level adds its RGB output to the upsampled RGB image
+    of the level below.
+
+    Consumes ``num_ws`` = (number of convs) + 1 consecutive w vectors; the toRGB vector is
+    shared with the first conv of the next level, as in StyleGAN2.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 impl: str = "auto", conv_clamp: float | None = None):
+        super().__init__()
+        self.resolution = resolution
+        if resolution == 4:
+            self.const = nn.Parameter(torch.randn(out_channels, 4, 4))
+            self.conv0 = None
+        else:
+            self.const = None
+            self.conv0 = StyledConv(in_channels, out_channels, w_dim, resolution, up=True, impl=impl,
+                                    conv_clamp=conv_clamp)
+        self.conv1 = StyledConv(out_channels, out_channels, w_dim, resolution, impl=impl, conv_clamp=conv_clamp)
+        self.torgb = ToRGB(out_channels, img_channels, w_dim, impl=impl)
+        self.num_conv = 1 if resolution == 4 else 2
+
+    def forward(self, x, img, ws, noise_mode="random", noises=None, noise_repeats=1):
+        """ws: (N, num_conv + 1, w_dim). Returns the features and the running RGB image."""
+        noises = noises or [None, None]
+        if self.const is not None:
+            x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).to(ws.dtype)
+            x = self.conv1(x, ws[:, 0], noise_mode, noises[-1], noise_repeats)
+        else:
+            x = self.conv0(x, ws[:, 0], noise_mode, noises[0], noise_repeats)
+            x = self.conv1(x, ws[:, 1], noise_mode, noises[1], noise_repeats)
+        y = self.torgb(x, ws[:, self.num_conv]).to(torch.float32)
+        img = y if img is None else upsample_2x(img) + y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """ws (N, num_ws, w_dim) -> image (N, img_channels, R, R), roughly in [-1, 1]."""
+
+    def __init__(self, resolution: int, w_dim: int = 512, img_channels: int = 3, channel_base: int = 16384,
+                 channel_max: int = 512, impl: str = "auto", conv_clamp: float | None = None):
+        super().__init__()
+        log2 = check_resolution(resolution)
+        self.resolution, self.w_dim, self.img_channels = resolution, w_dim, img_channels
+        self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
+        blocks = []
+        for res in self.block_resolutions:
+            in_ch = channels_at(res // 2, channel_base, channel_max) if res > 4 else 0
+            out_ch = channels_at(res, channel_base, channel_max)
+            blocks.append(SynthesisBlock(in_ch, out_ch, w_dim, res, img_channels, impl=impl, conv_clamp=conv_clamp))
+        self.blocks = nn.ModuleList(blocks)
+        # Block b reads ws[start_b : start_b + num_conv + 1]; consecutive blocks overlap by one.
+        self.ws_starts = []
+        start = 0
+        for block in self.blocks:
+            self.ws_starts.append(start)
+            start += block.num_conv
+        self.num_ws = start + 1
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random", noise_repeats: int = 1) -> torch.Tensor:
+        """``noise_repeats`` = k: ws holds k consecutive chunks of the same N/k samples (e.g. an image and
+        its latent-perturbed copies), and random noise maps are shared across the chunks."""
+        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
+            raise ValueError(f"ws must have shape (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
+        if ws.shape[0] % noise_repeats:
+            raise ValueError(f"batch {ws.shape[0]} is not a multiple of noise_repeats={noise_repeats}")
+        x = img = None
+        for block, start in zip(self.blocks, self.ws_starts):
+            x, img = block(x, img, ws[:, start:start + block.num_conv + 1], noise_mode, noise_repeats=noise_repeats)
+        return img
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator.
+
+    ``G(z)`` = ``G.synthesis(G.mapping(z))``. z: (N, z_dim) ~ N(0, I); images: (N, 3, R, R) in
+    about [-1, 1]. ``num_ws`` = 2 log2(R) - 2 copies of w feed the layers; style mixing
+    swaps the copies after a random crossover point.
+    """
+
+    def __init__(self, resolution: int = 32, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
+                 mapping_lr_mul: float = 0.01, channel_base: int = 16384, channel_max: int = 512,
+                 img_channels: int = 3, modconv: str = "auto", conv_clamp: float | None = None):
+        super().__init__()
+        self.z_dim, self.w_dim, self.resolution, self.img_channels = z_dim, w_dim, resolution, img_channels
+        self.synthesis = SynthesisNetwork(resolution, w_dim, img_channels, channel_base, channel_max,
+                                          impl=modconv, conv_clamp=conv_clamp)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, mapping_lr_mul)
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "random") -> torch.Tensor:
+        return self.synthesis(self.mapping(z, truncation_psi), noise_mode)
+
+    def style_mix(self, ws: torch.Tensor, prob: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Style mixing regularization for a batch ws (N, num_ws, w_dim).
+
+        With probability ``prob`` (one draw per batch, as in StyleGAN2) a second set of
+        latents replaces ws from a random crossover layer on. Returns a new tensor.
+        """
+        if prob <= 0 or self.num_ws < 2:
+            return ws
+        device = ws.device
+        if torch.rand([], generator=generator).item() >= prob:
+            return ws
+        cutoff = int(torch.randint(1, self.num_ws, [], generator=generator).item())
+        z2 = torch.randn(ws.shape[0], self.z_dim, generator=generator).to(device)
+        ws2 = self.mapping(z2)
+        ws = ws.clone()
+        ws[:, cutoff:] = ws2[:, cutoff:]
+        return ws
+
+
+def z_from_seeds(seeds, z_dim: int, device=None) -> torch.Tensor:
+    """The latent z of each integer seed: (len(seeds), z_dim), identical on every device and platform."""
+    zs = np.stack([np.random.RandomState(int(s) % (2 ** 32)).randn(z_dim) for s in seeds])
+    return torch.from_numpy(zs).to(device=device, dtype=torch.float32)

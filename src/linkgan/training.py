@@ -1,0 +1,356 @@
+"""The training loop: data, phases, EMA, logging, checkpoints, exact resume.
+
+``train(config)`` runs a whole training job and is what ``linkgan train`` calls.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from .checkpoint import (CheckpointError, Checkpoint, checkpoint_name, load_checkpoint, load_module,
+                         load_optimizer, prune_checkpoints, restore_rng, save_checkpoint)
+from .config import ConfigError, ModelConfig, RunConfig
+from .device import select_device
+from .images import make_grid, save_png, uint8_to_float
+from .losses import LossStats, NonFiniteLossError, Phase, StyleGAN2Loss
+from .networks import Discriminator, Generator, z_from_seeds
+from .regularizer import LinkSettings
+
+PHASE_ORDER = ["Gmain", "Greg", "Glink", "Dmain", "Dreg"]
+
+
+def build_generator(m: ModelConfig) -> Generator:
+    return Generator(resolution=m.resolution, z_dim=m.z_dim, w_dim=m.w_dim, mapping_layers=m.mapping_layers,
+                     mapping_lr_mul=m.mapping_lr_mul, channel_base=m.channel_base, channel_max=m.channel_max,
+                     img_channels=m.img_channels, modconv=m.modconv, conv_clamp=m.conv_clamp)
+
+
+def build_discriminator(m: ModelConfig) -> Discriminator:
+    return Discriminator(resolution=m.resolution, img_channels=m.img_channels, channel_base=m.channel_base,
+                         channel_max=m.channel_max, mbstd_group=m.mbstd_group, conv_clamp=m.conv_clamp)
+
+
+class ResumableSampler(Sampler):
+    """An endless stream of dataset indices that can restart at any position.
+
+    Epoch e is a permutation drawn from (seed, e); position p of the stream is always the
+    same index, so resuming at p = images seen replays exactly the data an uninterrupted
+    run would have used. With several processes, rank r takes positions r, r+W, r+2W, ...
+    """
+
+    def __init__(self, size: int, seed: int, start: int = 0, rank: int = 0, world: int = 1):
+        self.size, self.seed, self.start, self.rank, self.world = size, seed, start, rank, world
+
+    def __iter__(self):
+        pos = self.start * self.world + self.rank
+        perm, perm_epoch = None, -1
+        while True:
+            epoch, offset = divmod(pos, self.size)
+            if epoch != perm_epoch:
+                gen = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+                perm, perm_epoch = torch.randperm(self.size, generator=gen), epoch
+            yield int(perm[offset])
+            pos += self.world
+
+    def __len__(self):  # a nominal length; the stream itself is endless
+        return self.size
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    # Ctrl-C reaches every process of the terminal's group; only the main process should
+    # react (by saving a checkpoint), the data workers must keep serving until then.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path | None
+    images_seen: int
+    step: int
+    interrupted: bool
+
+
+def auto_r1_gamma(resolution: int, batch: int) -> float:
+    """StyleGAN2-ADA's heuristic: gamma = 0.0002 * res^2 / batch."""
+    return 0.0002 * resolution ** 2 / batch
+
+
+def generate_grid(G: Generator, seeds, device, batch: int = 32, truncation_psi: float = 1.0) -> np.ndarray:
+    """Samples G at the given seeds with constant noise -> uint8 grid (H, W, 3)."""
+    imgs = []
+    with torch.no_grad():
+        for i in range(0, len(seeds), batch):
+            z = z_from_seeds(seeds[i:i + batch], G.z_dim, device)
+            imgs.append(G(z, truncation_psi=truncation_psi, noise_mode="const").cpu())
+    return make_grid(torch.cat(imgs))
+
+
+class Trainer:
+    """Holds the networks, optimizers and counters of one run. ``run()`` trains until ``kimg``."""
+
+    def __init__(self, config: RunConfig, resume: str | Path | None = None, progress: bool = True,
+                 dataset=None):
+        """``dataset`` overrides ``config.train.data`` with any map-style dataset whose items
+        are uint8 (3, R, R) tensors (or tuples starting with one)."""
+        self.config = config
+        t = config.train
+        if not t.data and dataset is None:
+            raise ConfigError("no training data given: pass --data PATH (a dataset .zip or an image folder)")
+        if t.batch < 1:
+            raise ConfigError(f"--batch must be positive, got {t.batch}")
+        self.progress = progress
+        self.device = select_device(t.device)
+        self.run_dir = Path(t.out)
+        self.stop_requested = False
+
+        resume_ckpt = load_checkpoint(resume) if resume else None
+        init_ckpt = load_checkpoint(t.init) if (t.init and resume_ckpt is None) else None
+        if init_ckpt is not None:
+            # Fine-tuning keeps the architecture of the initial model.
+            config.model = RunConfig.from_dict(init_ckpt.config, str(init_ckpt.path)).model
+        m = config.model
+
+        if dataset is None:
+            from .data import ImageDataset
+            dataset = ImageDataset(t.data, resolution=m.resolution, xflip=t.xflip)
+        self.dataset = dataset
+
+        torch.manual_seed(t.seed)
+        np.random.seed(t.seed)
+        self.G = build_generator(m).to(self.device)
+        self.D = build_discriminator(m).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # Each phase switches on gradients for the network it trains and off again after,
+        # so that, e.g., the G phase does not also compute D's parameter gradients.
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(False)
+        if t.channels_last and self.device.type == "cuda":
+            for net in (self.G, self.D, self.G_ema):
+                net.to(memory_format=torch.channels_last)
+
+        self.partition = config.partition()
+        self.link = None
+        if len(self.partition):
+            self.link = LinkSettings.build(
+                self.partition, m.resolution, self.device, t.link_alpha, t.link_lambda_in, t.link_lambda_out,
+                t.link_batch or max(2, t.batch // 4), t.link_fakes)
+        self.r1_gamma = t.r1_gamma if t.r1_gamma is not None else auto_r1_gamma(m.resolution, t.batch)
+        autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision]
+        self.scaler = torch.amp.GradScaler("cuda") if (t.precision == "fp16" and self.device.type == "cuda") else None
+        self.loss = StyleGAN2Loss(self.G, self.D, self.r1_gamma, t.style_mixing, t.pl_weight, t.pl_batch_shrink,
+                                  t.pl_decay, autocast_dtype, self.device, link=self.link)
+        self.phases = self._build_phases()
+        self.step = 0
+        self.images_seen = 0
+
+        if resume_ckpt is not None:
+            self._restore(resume_ckpt)
+        elif init_ckpt is not None:
+            for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+                load_module(net, init_ckpt, name)
+        self.grid_seeds = list(range(t.grid_size))
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _build_phases(self) -> list[Phase]:
+        t = self.config.train
+        link_start = int(t.link_start_kimg * 1000 / t.batch)
+        lazy = {"G": [("Greg", t.pl_interval if t.pl_weight > 0 else 0, 0),
+                      ("Glink", t.link_interval if self.link is not None else 0, link_start)],
+                "D": [("Dreg", t.r1_interval if self.r1_gamma > 0 else 0, 0)]}
+        phases = []
+        for name, net, lr in (("G", self.G, t.lr_g), ("D", self.D, t.lr_d)):
+            regs = [(phase, k, start) for phase, k, start in lazy[name] if k > 0]
+            # Lazy regularization takes extra optimizer steps; StyleGAN2 shrinks lr and
+            # momentum by k/(k+1) so the overall step size matches a non-lazy run. With
+            # several lazy phases on one network the extra steps add up: 1 / (1 + sum 1/k).
+            ratio = 1.0 / (1.0 + sum(1.0 / k for _, k, _ in regs))
+            opt = torch.optim.Adam(net.parameters(), lr=lr * ratio, betas=(t.beta1 ** ratio, t.beta2 ** ratio),
+                                   eps=1e-8)
+            phases.append(Phase(f"{name}main", net, opt, 1))
+            phases.extend(Phase(phase, net, opt, k, start) for phase, k, start in regs)
+        # Order of a step: G first, then D, as in StyleGAN2-ADA.
+        return sorted(phases, key=lambda p: PHASE_ORDER.index(p.name))
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {p.name[0]: p.opt for p in self.phases}
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            load_module(net, ckpt, name)
+        for name, opt in self.optimizers.items():
+            load_optimizer(opt, ckpt, name)
+        self.step = int(ckpt.state.get("step", 0))
+        self.images_seen = int(ckpt.state.get("images_seen", 0))
+        if "state.pl_mean" in ckpt.tensors:
+            self.loss.pl_mean.copy_(ckpt.tensors["state.pl_mean"])
+        restore_rng(ckpt)
+
+    def _loader(self):
+        t = self.config.train
+        sampler = ResumableSampler(len(self.dataset), t.seed, start=self.images_seen)
+        return DataLoader(self.dataset, batch_size=t.batch, sampler=sampler, num_workers=t.workers,
+                          pin_memory=self.device.type == "cuda", drop_last=True,
+                          persistent_workers=t.workers > 0, worker_init_fn=_ignore_sigint,
+                          prefetch_factor=4 if t.workers > 0 else None,
+                          generator=torch.Generator().manual_seed(t.seed))
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save(self) -> Path:
+        state = {"step": self.step, "images_seen": self.images_seen, "kimg": self.images_seen / 1000}
+        path = save_checkpoint(self.run_dir / checkpoint_name(self.images_seen),
+                               {"G": self.G, "D": self.D, "G_ema": self.G_ema}, self.config.to_dict(),
+                               optimizers=self.optimizers, state=state,
+                               extra_tensors={"pl_mean": self.loss.pl_mean})
+        prune_checkpoints(self.run_dir, self.config.train.keep_ckpts)
+        return path
+
+    def save_grid(self) -> Path:
+        grid = generate_grid(self.G_ema, self.grid_seeds, self.device)
+        path = save_png(grid, self.run_dir / f"samples-{self.images_seen // 1000:06d}kimg.png")
+        save_png(grid, self.run_dir / "samples-latest.png")
+        return path
+
+    # -- the loop -------------------------------------------------------------------------
+    def update_ema(self) -> None:
+        t = self.config.train
+        ema_nimg = t.ema_kimg * 1000
+        if t.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, self.images_seen * t.ema_rampup)
+        beta = 0.5 ** (t.batch / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+
+    def train_step(self, real_u8: torch.Tensor, stats: LossStats) -> None:
+        """One step of every due phase on one batch. real_u8: (N,3,R,R) uint8."""
+        t = self.config.train
+        real = uint8_to_float(real_u8.to(self.device, non_blocking=True))
+        if t.channels_last and self.device.type == "cuda":
+            real = real.contiguous(memory_format=torch.channels_last)
+        for phase in self.phases:
+            if not phase.due(self.step):
+                continue
+            # Latents are drawn on the CPU so that a run is reproducible from its RNG state.
+            z = torch.randn(t.batch, self.G.z_dim).to(self.device)
+            phase.opt.zero_grad(set_to_none=True)
+            phase.module.requires_grad_(True)
+            self.loss.accumulate(phase.name, real, z, gain=phase.interval, stats=stats, step=self.step,
+                                 scaler=self.scaler if phase.name.endswith("main") else None)
+            phase.module.requires_grad_(False)
+            for p in phase.module.parameters():
+                if p.grad is not None:
+                    # Nan/Inf gradients can come from a finite loss in fp16; drop them, as
+                    # StyleGAN2-ADA does, rather than poisoning the weights.
+                    torch.nan_to_num_(p.grad, nan=0, posinf=1e5, neginf=-1e5)
+            if self.scaler is not None and phase.name.endswith("main"):
+                self.scaler.step(phase.opt)
+                self.scaler.update()
+            else:
+                phase.opt.step()
+        self.images_seen += t.batch
+        self.step += 1
+        self.update_ema()
+
+    def run(self, max_steps: int | None = None) -> TrainResult:
+        """Trains until ``kimg`` (or ``max_steps`` more steps, or Ctrl-C) and saves a checkpoint."""
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm.auto import tqdm
+
+        t = self.config.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save(self.run_dir / "config.yaml")
+        total = int(round(t.kimg * 1000))
+        tick_every = max(1, int(t.tick_kimg * 1000))
+        snap_every = max(1, int(t.snapshot_kimg * 1000))
+        writer = SummaryWriter(str(self.run_dir))
+        stats = LossStats()
+        ckpt_path = None
+        steps_done = 0
+        prev_handler = signal.signal(signal.SIGINT, self._request_stop)
+        bar = tqdm(total=total, initial=min(self.images_seen, total), unit="img", unit_scale=True,
+                   dynamic_ncols=True, disable=not self.progress, mininterval=1.0,
+                   desc=f"train {self.run_dir.name}")
+        tick_start, tick_images = time.perf_counter(), self.images_seen
+        try:
+            if self.images_seen == 0:
+                self.save_grid()
+            loader = iter(self._loader())
+            while self.images_seen < total and not self.stop_requested:
+                real, *_ = _as_tuple(next(loader))
+                prev = self.images_seen
+                self.train_step(real, stats)
+                steps_done += 1
+                bar.update(self.images_seen - prev)
+                bar.set_postfix(kimg=f"{self.images_seen / 1000:.1f}", refresh=False)
+                if self.images_seen // tick_every != prev // tick_every or self.images_seen >= total:
+                    now = time.perf_counter()
+                    speed = (self.images_seen - tick_images) / max(now - tick_start, 1e-9)
+                    self._log_tick(writer, stats, speed)
+                    tick_start, tick_images = now, self.images_seen
+                if self.images_seen // snap_every != prev // snap_every and self.images_seen < total:
+                    ckpt_path = self.save()
+                    self._log_grid(writer)
+                if max_steps is not None and steps_done >= max_steps:
+                    break
+            ckpt_path = self.save()
+            self._log_grid(writer)
+        finally:
+            signal.signal(signal.SIGINT, prev_handler)
+            bar.close()
+            writer.close()
+        if self.stop_requested:
+            print(f"Interrupted: saved {ckpt_path} at {self.images_seen / 1000:.2f} kimg. "
+                  f"Resume with: linkgan train --resume {self.run_dir}")
+        return TrainResult(self.run_dir, ckpt_path, self.images_seen, self.step, self.stop_requested)
+
+    def _request_stop(self, signum, frame) -> None:
+        if self.stop_requested:  # a second Ctrl-C aborts at once
+            raise KeyboardInterrupt
+        self.stop_requested = True
+
+    def _log_tick(self, writer, stats: LossStats, speed: float) -> None:
+        record = {"step": self.step, "kimg": self.images_seen / 1000, "img_per_s": speed, **stats.means()}
+        stats.clear()
+        for k, v in record.items():
+            if k not in ("step", "kimg"):
+                writer.add_scalar(k if "/" in k else f"Timing/{k}", v, self.images_seen)
+        writer.add_scalar("Progress/kimg", record["kimg"], self.images_seen)
+        with open(self.run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _log_grid(self, writer) -> None:
+        self.save_grid()
+        from PIL import Image
+        grid = np.asarray(Image.open(self.run_dir / "samples-latest.png"))
+        writer.add_image("Samples/G_ema", grid, self.images_seen, dataformats="HWC")
+
+
+def _as_tuple(batch):
+    return batch if isinstance(batch, (tuple, list)) else (batch,)
+
+
+def train(config: RunConfig, resume: str | Path | None = None, progress: bool = True,
+          max_steps: int | None = None) -> TrainResult:
+    """Trains a model as described by ``config``; resumes from ``resume`` (a run dir or file).
+
+    On a NaN/Inf loss raises ``NonFiniteLossError`` without writing a checkpoint, so the
+    newest checkpoint on disk is the last good one.
+    """
+    return Trainer(config, resume=resume, progress=progress).run(max_steps=max_steps)
+
+
+__all__ = ["train", "Trainer", "TrainResult", "ResumableSampler", "build_generator", "build_discriminator",
+           "NonFiniteLossError", "CheckpointError", "generate_grid"]
