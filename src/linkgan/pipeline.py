@@ -101,13 +101,16 @@ class LinkGANPipeline:
             return to_pil(imgs)
         raise ValueError(f"output must be 'pil', 'numpy' or 'tensor', not {output!r}")
 
-    def save_images(self, seeds, out: str | Path, truncation: float = 1.0, ncols: int | None = None) -> list[Path]:
-        """Writes a grid PNG (``out`` ends in .png) or one PNG per seed (``out`` is a folder)."""
+    def save_images(self, seeds, out: str | Path, truncation: float = 1.0, ncols: int | None = None,
+                    upscale: int = 1) -> list[Path]:
+        """Writes a grid PNG (``out`` ends in .png) or one PNG per seed (``out`` is a folder).
+
+        ``upscale`` enlarges the grid by pixel repetition, for looking at small models."""
         seeds = parse_seeds(seeds)
         arr = self.generate(seeds, truncation, output="numpy")
         out = Path(out)
         if out.suffix.lower() == ".png":
-            return [save_png(make_grid(arr, ncols), out)]
+            return [save_png(make_grid(arr, ncols), out, upscale=upscale)]
         out.mkdir(parents=True, exist_ok=True)
         return [save_png(a, out / f"seed{s:04d}.png") for s, a in zip(seeds, arr)]
 

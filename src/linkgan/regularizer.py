@@ -51,14 +51,26 @@ def perturbation_deltas(partition: LatentPartition, name: str, n: int, w_dim: in
     return alpha * p * axes, alpha * pc * (1.0 - axes)
 
 
+LOSS_FORMS = ("absolute", "relative")
+
+
 def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks: dict[str, torch.Tensor],
-              alpha: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+              alpha: float, generator: torch.Generator | None = None, form: str = "absolute") -> dict[str, torch.Tensor]:
     """Computes the LinkGAN terms for a batch.
 
     ws: (N, num_ws, w_dim) latents; masks: link name -> (H, W) or (N, H, W) {0,1} region masks
     at G's resolution. Returns a dict with per-link ``in/<name>``, ``out/<name>`` (scalars),
     ``images`` (all rendered images, (N * (1 + 2K), 3, H, W), for feeding D) and ``x``.
+
+    form='absolute' is the paper's loss: the masked mean squared changes themselves.
+    form='relative' divides each by the whole change of the same edit: L_out becomes the
+    share of the link's edit that lands outside the region, out / (out + in), and L_in the
+    share of the complement's edit that lands inside. It is scale free, so G cannot lower
+    it by becoming insensitive to w (which the absolute form rewards early in fine-tuning),
+    and it falls exactly when the locality ratio mse_out / mse_in falls.
     """
+    if form not in LOSS_FORMS:
+        raise ValueError(f"link loss form must be one of {LOSS_FORMS}, not {form!r}")
     n = ws.shape[0]
     names = list(partition.names)
     batches = [ws]
@@ -73,8 +85,13 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     for k, name in enumerate(names):
         x1, x2 = chunks[1 + 2 * k], chunks[2 + 2 * k]
         m = masks[name]
-        out[f"in/{name}"] = masked_mse(x2, x, m).mean()
-        out[f"out/{name}"] = masked_mse(x1, x, 1.0 - m).mean()
+        inside, outside = masked_mse(x2, x, m), masked_mse(x1, x, 1.0 - m)
+        if form == "relative":
+            eps = 1e-8
+            inside = inside / (inside + masked_mse(x2, x, 1.0 - m) + eps)
+            outside = outside / (outside + masked_mse(x1, x, m) + eps)
+        out[f"in/{name}"] = inside.mean()
+        out[f"out/{name}"] = outside.mean()
     return out
 
 
@@ -92,10 +109,11 @@ class LinkSettings:
     lambda_out: float = 10.0
     batch: int = 8
     fakes: float = 0.25
+    form: str = "absolute"
 
     @classmethod
     def build(cls, partition: LatentPartition, resolution: int, device, alpha: float, lambda_in: float,
-              lambda_out: float, batch: int, fakes: float) -> "LinkSettings":
+              lambda_out: float, batch: int, fakes: float, form: str = "absolute") -> "LinkSettings":
         masks = {}
         for link in partition:
             if not link.region.is_fixed:
@@ -103,11 +121,11 @@ class LinkSettings:
                     f"link '{link.name}' has a semantic region, which needs a segmenter at training time; "
                     "this version trains fixed regions (box, ellipse, polygon, mask) only")
             masks[link.name] = partition.region_mask(link.name, resolution, device=device).to(torch.float32)
-        return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes)
+        return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form)
 
     def loss(self, G: Generator, ws: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted regularizer sum_i lambda_in L_in_i + lambda_out L_out_i, and its terms."""
-        terms = link_loss(G, ws, self.partition, self.masks, self.alpha)
+        terms = link_loss(G, ws, self.partition, self.masks, self.alpha, form=self.form)
         total = sum(self.lambda_in * terms[f"in/{n}"] + self.lambda_out * terms[f"out/{n}"]
                     for n in self.partition.names)
         return total, terms

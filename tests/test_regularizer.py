@@ -1,0 +1,169 @@
+"""The LinkGAN regularizer, the masked-MSE metric, and local edits."""
+
+import pytest
+import torch
+from torch import nn
+
+from linkgan.config import RunConfig
+from linkgan.editing import edit_latents, transplant_latents
+from linkgan.metrics import masked_mse_metric, parse_metric_names
+from linkgan.networks import Generator
+from linkgan.partition import LatentPartition
+from linkgan.regularizer import LinkSettings, link_loss, masked_mse
+from linkgan.training import Trainer
+
+from conftest import tiny_run
+
+RES, W = 16, 32
+BOX = [0.25, 0.25, 0.75, 0.5]
+
+
+def _partition(**kw):
+    return LatentPartition.from_specs([{"name": "box", "region": {"box": BOX}, "axes": 8}], W, RES, **kw)
+
+
+class SeparableG(nn.Module):
+    """A hand-built generator: pixels inside the box depend only on w[0:8] (the link's axes),
+    pixels outside only on w[8:32]; ``entangled=True`` leaks every axis everywhere."""
+
+    def __init__(self, mask: torch.Tensor, entangled: bool = False):
+        super().__init__()
+        self.z_dim = self.w_dim = W
+        self.num_ws, self.resolution = 2, RES
+        self.mask = mask.float()
+        self.inside = nn.Linear(8, 3 * RES * RES)
+        self.outside = nn.Linear(W - 8, 3 * RES * RES)
+        self.entangled = entangled
+        self.mapping = lambda z, truncation_psi=1.0, **_: z[:, None].repeat(1, 2, 1)
+
+    def synthesis(self, ws, noise_mode="const", noise_repeats=1):
+        w = ws[:, 0]
+        a = self.inside(w[:, :8]).reshape(-1, 3, RES, RES)
+        b = self.outside(w[:, 8:]).reshape(-1, 3, RES, RES)
+        img = self.mask * a + (1 - self.mask) * b
+        if self.entangled:
+            img = img + 0.1 * (a + b)
+        return torch.tanh(img)
+
+    def parameters(self, recurse=True):
+        return super().parameters(recurse)
+
+
+def test_masked_mse_is_normalized_by_region_area():
+    a, b = torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4)
+    b[:, :, :2] = 1.0  # top half differs by 1
+    top = torch.zeros(4, 4)
+    top[:2] = 1
+    assert torch.allclose(masked_mse(b, a, top), torch.ones(2))
+    assert torch.allclose(masked_mse(b, a, 1 - top), torch.zeros(2))
+    small = torch.zeros(4, 4)
+    small[0, 0] = 1
+    assert torch.allclose(masked_mse(b, a, small), torch.ones(2)), "a smaller region must not shrink the mean"
+
+
+@pytest.mark.parametrize("form", ["absolute", "relative"])
+def test_regularizer_is_zero_for_a_separable_generator_and_positive_for_an_entangled_one(form):
+    p = _partition()
+    mask = p.region_mask("box", RES).float()
+    ws = torch.randn(4, 2, W)
+    sep = link_loss(SeparableG(mask), ws, p, {"box": mask}, alpha=1.0, form=form)
+    assert sep["in/box"].item() == 0.0 and sep["out/box"].item() == 0.0
+    ent = link_loss(SeparableG(mask, entangled=True), ws, p, {"box": mask}, alpha=1.0, form=form)
+    assert ent["in/box"].item() > 1e-4 and ent["out/box"].item() > 1e-4
+    if form == "relative":
+        assert ent["in/box"].item() < 1 and ent["out/box"].item() < 1, "a share of the change is at most 1"
+
+
+def test_regularizer_renders_every_image_in_one_batched_call_with_shared_noise():
+    G = Generator(RES, z_dim=W, w_dim=W, mapping_layers=2, channel_base=256, channel_max=32)
+    for m in G.modules():
+        if hasattr(m, "strength"):
+            m.strength.data.fill_(1.0)  # strong noise: unshared noise would show up as change
+    calls = []
+    original = G.synthesis.forward
+    G.synthesis.forward = lambda ws, **kw: calls.append(ws.shape[0]) or original(ws, **kw)
+    p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
+                                    {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
+    masks = {n: p.region_mask(n, RES).float() for n in p.names}
+    out = link_loss(G, G.mapping(torch.randn(3, W)), p, masks, alpha=0.0)
+    assert calls == [3 * (1 + 2 * 2)]
+    # alpha = 0: x1 = x2 = x exactly, which holds only if the noise maps are shared.
+    assert all(out[k].item() == 0.0 for k in out if "/" in k)
+
+
+def test_gradients_of_the_regularizer_reach_the_synthesis_network():
+    G = Generator(RES, z_dim=W, w_dim=W, mapping_layers=2, channel_base=256, channel_max=32)
+    p = _partition()
+    settings = LinkSettings.build(p, RES, "cpu", alpha=1.0, lambda_in=1.0, lambda_out=1.0, batch=4, fakes=0.0)
+    loss, _ = settings.loss(G, G.mapping(torch.randn(4, W)))
+    loss.backward()
+    convs = [m for n, m in G.synthesis.named_parameters() if n.endswith("conv.weight")]
+    assert convs and all(w.grad is not None and w.grad.abs().sum() > 0 for w in convs)
+
+
+def test_perturbed_fakes_change_only_the_first_fraction_of_a_batch():
+    p = _partition()
+    settings = LinkSettings.build(p, RES, "cpu", 1.0, 1.0, 1.0, 4, fakes=0.25)
+    ws = torch.randn(8, 2, W)
+    out = settings.perturb_some(ws)
+    changed = (out != ws).flatten(1).any(1)
+    assert changed[:2].all() and not changed[2:].any()
+
+
+def test_masked_mse_metric_scores_a_separable_generator_as_perfectly_local():
+    p = _partition()
+    mask = p.region_mask("box", RES)
+    r = masked_mse_metric(SeparableG(mask), p, n=16, batch=8, device="cpu")["box"]
+    assert r["mse_in"] > 1e-3 and r["mse_out"] == 0.0 and r["mse_in_complement"] == 0.0 and r["locality"] == 0.0
+    e = masked_mse_metric(SeparableG(mask, entangled=True), p, n=16, batch=8, device="cpu")["box"]
+    assert e["mse_out"] > 0 and e["locality"] > 0
+    assert parse_metric_names("mse1k") == ["mse1k"]
+    with pytest.raises(ValueError, match="unknown metric"):
+        parse_metric_names("fid50k")
+
+
+def test_edits_move_only_the_region_of_a_separable_generator():
+    p = _partition()
+    mask = p.region_mask("box", RES)
+    G = SeparableG(mask)
+    ws = torch.randn(2, 2, W)
+    for mode in ("resample", "perturb"):
+        var = edit_latents(G, p, ws, "box", n=3, mode=mode)
+        assert var.shape == (2, 3, 2, W)
+        diff = (G.synthesis(var.flatten(0, 1)) - G.synthesis(ws.repeat_interleave(3, 0))).abs().amax(1)
+        assert diff[:, ~mask].max() == 0 and diff[:, mask].max() > 0
+    comp = edit_latents(G, p, ws, "box", n=2, complement=True)
+    diff = (G.synthesis(comp.flatten(0, 1)) - G.synthesis(ws.repeat_interleave(2, 0))).abs().amax(1)
+    assert diff[:, mask].max() == 0 and diff[:, ~mask].max() > 0
+    moved = G.synthesis(transplant_latents(p, ws[:1], ws[1:], "box"))
+    a, b = G.synthesis(ws[:1]), G.synthesis(ws[1:])
+    assert torch.equal(moved[..., mask], b[..., mask]) and torch.equal(moved[..., ~mask], a[..., ~mask])
+
+
+def test_a_short_fine_tune_with_a_link_makes_the_model_more_local(image_folder, tmp_path):
+    from linkgan.training import train
+
+    train(tiny_run(image_folder, tmp_path / "base", kimg=0.032, pl_weight=0.0), progress=False)
+    results = {}
+    for name, links in (("plain", []), ("link", [{"name": "box", "region": {"box": BOX}, "axes": 8}])):
+        cfg = tiny_run(image_folder, tmp_path / name, kimg=0.4, init=str(tmp_path / "base"), pl_weight=0.0,
+                       link_interval=1, link_lambda_in=20.0, link_lambda_out=20.0, link_loss="relative")
+        cfg.links = links
+        trainer = Trainer(cfg, progress=False)
+        trainer.run()
+        results[name] = masked_mse_metric(trainer.G, _partition(), n=64, batch=32)["box"]["locality"]
+    assert results["link"] < 0.5 * results["plain"], results
+
+
+def test_links_are_saved_in_the_checkpoint_config(image_folder, tmp_path):
+    from linkgan import LinkGANPipeline
+    from linkgan.training import train
+
+    cfg = tiny_run(image_folder, tmp_path / "run", kimg=0.016, pl_weight=0.0)
+    cfg.links = [{"name": "box", "region": {"box": BOX}, "axes": 8}]
+    train(cfg, progress=False)
+    pipe = LinkGANPipeline.load(tmp_path / "run")
+    assert pipe.links.names == ["box"] and pipe.links["box"].axes == (0, 8)
+    original, variants = pipe.edit(seed=1, link="box", n=3)
+    assert len(variants) == 3 and original.size == (RES, RES)
+    assert RunConfig.from_dict(RunConfig().to_dict()).links == []
