@@ -26,8 +26,6 @@ import torch
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.config import RunConfig
 from linkgan.data import TOYFACES_EYES_BOX, TOYFACES_MOUTH_BOX
-from linkgan.editing import display_upscale, edit_grid, edit_latents, region_outline
-from linkgan.images import save_png
 from linkgan.metrics import masked_mse_metric
 from linkgan.partition import LatentPartition
 from linkgan.pipeline import LinkGANPipeline
@@ -64,13 +62,8 @@ def measure(run: Path, specs: list[dict], n: int) -> dict:
 
 def edit_figure(run: Path, specs: list[dict], link: str, path: Path, complement: bool = False) -> Path:
     pipe = LinkGANPipeline.load(run)
-    part = LatentPartition.from_specs(specs, pipe.G.w_dim, pipe.resolution)
-    ws = pipe.latents(range(4))
-    var = edit_latents(pipe.G, part, ws, link, n=6, complement=complement)
-    originals = pipe.synthesize(ws)
-    imgs = pipe.synthesize(var.flatten(0, 1)).reshape(4, 6, *originals.shape[1:])
-    grid = edit_grid(originals, imgs, region_outline(part, link, pipe.resolution))
-    return save_png(grid, path, upscale=display_upscale(pipe.resolution))
+    pipe.links = LatentPartition.from_specs(specs, pipe.G.w_dim, pipe.resolution)
+    return pipe.save_edit_grid(range(4), link, path, complement=complement)
 
 
 def overhead(base: str, data: str, steps: int = 24) -> dict:

@@ -118,8 +118,7 @@ def cmd_generate(args) -> int:
 def cmd_edit(args) -> int:
     import torch
 
-    from .editing import (display_upscale, edit_grid, edit_latents, interpolation_latents, region_outline,
-                          save_gif, transplant_latents)
+    from .editing import display_upscale, interpolation_latents, save_gif, transplant_latents
     from .images import make_grid, save_png
     from .pipeline import LinkGANPipeline, parse_seeds
 
@@ -147,12 +146,8 @@ def cmd_edit(args) -> int:
         print(save_png(make_grid(rows, ncols=3, pad=1), out, upscale=up))
         print("columns: image A, A with B's region, image B")
         return 0
-    variants = edit_latents(pipe.G, pipe.links, ws, args.link, args.n, args.mode, args.strength, args.trunc,
-                            args.complement, args.edit_seed)
-    originals = pipe.synthesize(ws)
-    var_imgs = pipe.synthesize(variants.flatten(0, 1)).reshape(len(seeds), args.n, *originals.shape[1:])
-    grid = edit_grid(originals, var_imgs, region_outline(pipe.links, args.link, pipe.resolution))
-    print(save_png(grid, out, upscale=up))
+    print(pipe.save_edit_grid(seeds, args.link, out, args.n, args.mode, args.strength, args.trunc, args.complement,
+                              args.edit_seed))
     return 0
 
 

@@ -101,7 +101,7 @@ class TrainConfig:
     link_loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
                          "'relative' (each divided by the whole change of the same edit; scale free).",
                          choices=["absolute", "relative"])
-    link_batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = batch / 4 (at least 2).")
+    link_batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = batch / 2 (at least 2).")
     link_start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
                                  "scratch).")
     link_fakes: float = opt(0.25, "Fraction of each fake batch (G and D phases) generated from perturbed latents, "

@@ -1,21 +1,31 @@
 """``linkgan demo``: the main job on built-in data, end to end, resumable.
 
-It makes a toyfaces dataset, trains a small StyleGAN2 generator on it, and writes sample
-grids into the output folder. Each stage skips itself when its output is already there,
+It makes a toyfaces dataset, trains a small vanilla StyleGAN2 generator on it, fine-tunes
+that generator with LinkGAN links for the eyes and the mouth, and writes sample grids, edit
+grids and the masked-MSE locality of both models (the vanilla one measured on the same
+partition, as the baseline) into the output folder. Each stage skips itself when its output is already there,
 and an interrupted training stage resumes from its newest checkpoint, so running the demo
 again continues where it stopped.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import list_checkpoints, load_checkpoint
 from .config import ModelConfig, RunConfig, TrainConfig
 from .device import select_device
+from .data import TOYFACES_EYES_BOX, TOYFACES_MOUTH_BOX
+from .metrics import masked_mse_metric
 from .pipeline import LinkGANPipeline
 from .training import train
+
+# The toyfaces generator keeps the eyes and the mouth inside these boxes (linkgan.data.toyfaces).
+DEMO_LINKS = [{"name": "eyes", "region": {"box": list(TOYFACES_EYES_BOX)}, "axes": 64},
+              {"name": "mouth", "region": {"box": list(TOYFACES_MOUTH_BOX)}, "axes": 64}]
 
 
 @dataclass
@@ -27,16 +37,19 @@ class DemoPlan:
     kimg: float
     batch: int
     channels: int
+    finetune_kimg: float
+    mse_samples: int
 
     @classmethod
     def make(cls, quick: bool, gpu: bool) -> "DemoPlan":
         if quick:
-            return cls(n_images=2000, res=32, kimg=2.0, batch=16, channels=32)
+            return cls(n_images=2000, res=32, kimg=2.0, batch=16, channels=32, finetune_kimg=1.0, mse_samples=100)
         if gpu:  # a GPU affords a bigger model and a longer run in the same time
-            return cls(n_images=20000, res=32, kimg=300.0, batch=32, channels=64)
-        # 32 channels train at ~155 img/s on 2 cores (benchmarks/train_speed.py --cmax 32),
-        # so 80 kimg take ~9 minutes; faces get eyes and mouths at about that length.
-        return cls(n_images=20000, res=32, kimg=80.0, batch=32, channels=32)
+            return cls(n_images=20000, res=32, kimg=300.0, batch=32, channels=64, finetune_kimg=60.0,
+                       mse_samples=1000)
+        # 32 channels train at ~155 img/s on 2 cores (benchmarks/train_speed.py --cmax 32):
+        # 70 kimg vanilla (~8 min) plus 20 kimg with links (~4 min) fit the 15-minute budget.
+        return cls(n_images=20000, res=32, kimg=70.0, batch=32, channels=32, finetune_kimg=20.0, mse_samples=1000)
 
 
 def demo_model(plan: DemoPlan) -> ModelConfig:
@@ -82,14 +95,35 @@ def run_demo(out: str | Path = "demo", quick: bool = False, device: str = "auto"
         grid_size=64, workers=1))
     run = _train_stage("vanilla", vanilla, progress)
 
-    pipe = LinkGANPipeline.load(run, device=device)
+    linked = RunConfig(model=demo_model(plan), train=copy.deepcopy(vanilla.train), links=DEMO_LINKS)
+    linked.train.out, linked.train.init, linked.train.kimg = str(out / "linkgan"), str(run), plan.finetune_kimg
+    linked.train.snapshot_kimg = max(plan.finetune_kimg / 2, 1.0)
+    link_run = _train_stage("linkgan", linked, progress)
+
+    pipe = LinkGANPipeline.load(link_run, device=device)
+    base = LinkGANPipeline.load(run, device=device)
+    base.links = pipe.links  # the baseline: the vanilla model measured on the same partition
     outputs = {
         "dataset": data,
         "vanilla run": run,
-        "samples": pipe.save_images(range(64), out / "samples.png", ncols=8, upscale=2)[0],
-        "samples, truncation 0.7": pipe.save_images(range(64), out / "samples-trunc0.7.png", truncation=0.7,
-                                                    ncols=8, upscale=2)[0],
+        "linkgan run": link_run,
+        "vanilla samples": base.save_images(range(64), out / "samples-vanilla.png", ncols=8, upscale=2)[0],
+        "linkgan samples": pipe.save_images(range(64), out / "samples-linkgan.png", ncols=8, upscale=2)[0],
     }
+    for link in pipe.links.names:
+        outputs[f"edit {link}"] = pipe.save_edit_grid(range(4), link, out / f"edit-{link}.png")
+        outputs[f"edit {link}, vanilla"] = base.save_edit_grid(range(4), link, out / f"edit-{link}-vanilla.png")
+    outputs["edit eyes, complement"] = pipe.save_edit_grid(range(4), "eyes", out / "edit-eyes-complement.png",
+                                                            complement=True)
+    metrics = {"linkgan": masked_mse_metric(pipe.G, pipe.links, n=plan.mse_samples),
+               "vanilla_same_partition": masked_mse_metric(base.G, base.links, n=plan.mse_samples),
+               "samples": plan.mse_samples}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    outputs["masked MSE"] = out / "metrics.json"
+    print("\nlocality = mse_out / mse_in (lower is more local):")
+    for link in pipe.links.names:
+        print(f"  {link:<8} linkgan {metrics['linkgan'][link]['locality']:.3f}   "
+              f"vanilla {metrics['vanilla_same_partition'][link]['locality']:.3f}")
     print("\nlinkgan demo outputs:")
     for name, path in outputs.items():
         print(f"  {name:<26} {path}")

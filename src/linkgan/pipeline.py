@@ -143,6 +143,19 @@ class LinkGANPipeline:
         pil = to_pil(imgs)
         return pil[0], pil[1:]
 
+    def save_edit_grid(self, seeds, link: str, out: str | Path, n: int = 6, mode: str = "resample",
+                       strength: float = 1.0, truncation: float = 1.0, complement: bool = False,
+                       edit_seed: int = 0) -> Path:
+        """Writes rows of [original, n edited variants, |change| heat map with the region outline]."""
+        from .editing import display_upscale, edit_grid, edit_latents, region_outline
+
+        ws = self.latents(seeds, truncation)
+        variants = edit_latents(self.G, self.links, ws, link, n, mode, strength, truncation, complement, edit_seed)
+        originals = self.synthesize(ws)
+        imgs = self.synthesize(variants.flatten(0, 1)).reshape(len(ws), n, *originals.shape[1:])
+        grid = edit_grid(originals, imgs, region_outline(self.links, link, self.resolution))
+        return save_png(grid, out, upscale=display_upscale(self.resolution))
+
     def transplant(self, a, b, link: str, truncation: float = 1.0, output: str = "pil"):
         """Image a with link's region taken from image b (seeds or latents)."""
         from .editing import transplant_latents
