@@ -19,16 +19,8 @@ from .archive import (
     read_classes_json,
     scan_folder,
 )
-from .errors import DatasetError
+from .errors import DatasetError, name_list
 from .images import center_crop_resize, center_crop_resize_mask, encode_png, load_image_rgb, load_mask
-
-_NAMES_SHOWN = 10
-
-
-def _name_list(names: list[str]) -> str:
-    shown = ", ".join(names[:_NAMES_SHOWN])
-    more = len(names) - _NAMES_SHOWN
-    return shown + (f", ... ({more} more)" if more > 0 else "")
 
 
 def _convert_one(root: Path, name: str, res: int, num_classes: int | None) -> tuple[bytes, bytes | None]:
@@ -103,7 +95,7 @@ def convert_folder(src, out, res: int, progress: bool = True, max_bad_fraction: 
         missing = [n for n in names if not (src / folder_mask_name(n)).is_file()]
         if missing:
             raise DatasetError(
-                f"{src}: {len(missing)} images have no mask in masks/: {_name_list(missing)}. "
+                f"{src}: {len(missing)} images have no mask in masks/: {name_list(missing)}. "
                 "Each image a/b.jpg needs masks/a/b.png; add the masks or remove those images."
             )
 
@@ -131,7 +123,7 @@ def convert_folder(src, out, res: int, progress: bool = True, max_bad_fraction: 
                                 raise DatasetError(
                                     f"{src}: at least {len(skipped)} of {len(names)} files are unreadable or "
                                     f"corrupt (more than max_bad_fraction={max_bad_fraction:g}): "
-                                    f"{_name_list(skipped)}. First problem: {reasons[skipped[0]]} "
+                                    f"{name_list(skipped)}. First problem: {reasons[skipped[0]]} "
                                     "Fix or delete them, or raise max_bad_fraction to skip them."
                                 )
                         else:
@@ -144,7 +136,7 @@ def convert_folder(src, out, res: int, progress: bool = True, max_bad_fraction: 
             pool.terminate()
             pool.join()
     if skipped:
-        warnings.warn(f"{src}: skipped {len(skipped)} unreadable or corrupt files: {_name_list(skipped)}",
+        warnings.warn(f"{src}: skipped {len(skipped)} unreadable or corrupt files: {name_list(skipped)}",
                       stacklevel=2)
     return {
         "path": Path(out),

@@ -30,17 +30,8 @@ from .archive import (
     read_classes_json,
     scan_folder,
 )
-from .errors import DatasetError
+from .errors import DatasetError, name_list
 from .images import center_crop_resize, center_crop_resize_mask, load_image_rgb, load_mask
-
-# How many bad names one warning or error lists before summarising.
-_NAMES_SHOWN = 10
-
-
-def _name_list(names: list[str]) -> str:
-    shown = ", ".join(names[:_NAMES_SHOWN])
-    more = len(names) - _NAMES_SHOWN
-    return shown + (f", ... ({more} more)" if more > 0 else "")
 
 
 def mirror_class_permutation(classes: list[str] | None) -> np.ndarray | None:
@@ -235,7 +226,7 @@ class ImageDataset(torch.utils.data.Dataset):
             missing = [n for n in self._image_names if self._mask_name(n) not in self._all_names]
             if missing:
                 self._no_masks_reason = (
-                    f"{self.path}: {len(missing)} images have no mask in masks/: {_name_list(missing)}. "
+                    f"{self.path}: {len(missing)} images have no mask in masks/: {name_list(missing)}. "
                     "Add the masks (same relative path, .png) or remove those images."
                 )
             else:
@@ -259,12 +250,12 @@ class ImageDataset(torch.utils.data.Dataset):
         if len(bad) > max_bad_fraction * len(names):
             raise DatasetError(
                 f"{self.path}: {len(bad)} of {len(names)} files are unreadable or corrupt "
-                f"(more than max_bad_fraction={max_bad_fraction:g}): {_name_list(bad)}. "
+                f"(more than max_bad_fraction={max_bad_fraction:g}): {name_list(bad)}. "
                 "Delete or fix them, or raise max_bad_fraction to skip them."
             )
         if bad:
             warnings.warn(
-                f"{self.path}: skipping {len(bad)} unreadable or corrupt files: {_name_list(bad)}",
+                f"{self.path}: skipping {len(bad)} unreadable or corrupt files: {name_list(bad)}",
                 stacklevel=3,
             )
         self.bad_files = bad

@@ -7,3 +7,14 @@ class DatasetError(ValueError):
     The message always names the offending path (or archive member) and says
     what would fix it, so the CLI can print it without a stack trace.
     """
+
+
+# How many file names one warning or error lists before summarising the rest.
+NAMES_SHOWN = 10
+
+
+def name_list(names: list[str]) -> str:
+    """'a, b, c, ... (7 more)': the first NAMES_SHOWN names of a list of bad files."""
+    shown = ", ".join(names[:NAMES_SHOWN])
+    more = len(names) - NAMES_SHOWN
+    return shown + (f", ... ({more} more)" if more > 0 else "")
