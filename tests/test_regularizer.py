@@ -167,3 +167,37 @@ def test_links_are_saved_in_the_checkpoint_config(image_folder, tmp_path):
     original, variants = pipe.edit(seed=1, link="box", n=3)
     assert len(variants) == 3 and original.size == (RES, RES)
     assert RunConfig.from_dict(RunConfig().to_dict()).links == []
+
+
+def test_warm_up_delays_the_link_phase_and_disabling_fakes_turns_them_off(image_folder, tmp_path):
+    cfg = tiny_run(image_folder, tmp_path / "run", link_start_kimg=0.08, link_fakes=0.0)
+    cfg.links = [{"name": "box", "region": {"box": BOX}, "axes": 8}]
+    trainer = Trainer(cfg, progress=False)
+    glink = next(p for p in trainer.phases if p.name == "Glink")
+    assert glink.start_step == 10 and glink.interval == 8  # 80 images at batch 8
+    assert not glink.due(0) and not glink.due(8) and glink.due(16)
+    ws = torch.randn(8, 2, W)
+    assert torch.equal(trainer.link.perturb_some(ws), ws)
+
+
+def test_edit_and_metrics_commands_write_their_outputs(image_folder, tmp_path, capsys):
+    import json
+
+    from linkgan.cli import main
+    from linkgan.training import train
+
+    cfg = tiny_run(image_folder, tmp_path / "run", kimg=0.016, pl_weight=0.0)
+    cfg.links = [{"name": "box", "region": {"box": BOX}, "axes": 8}]
+    train(cfg, progress=False)
+    run = str(tmp_path / "run")
+    for extra, out in ((["--n", "2"], "grid.png"), (["--complement", "--mode", "perturb"], "c.png"),
+                       (["--transplant", "7"], "t.png"), (["--interpolate", "--frames", "4"], "i.gif")):
+        assert main(["edit", "--ckpt", run, "--link", "box", "--seeds", "0-1", "--out", str(tmp_path / out)]
+                    + extra) == 0
+        assert (tmp_path / out).stat().st_size > 0
+    assert main(["edit", "--ckpt", run, "--link", "nose", "--out", str(tmp_path / "x.png")]) == 2
+    assert "known links: 'box'" in capsys.readouterr().err
+    assert main(["metrics", "--ckpt", run, "--metrics", "mse1k", "--out", str(tmp_path / "m.json"),
+                 "--no-progress"]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert set(result["mse1k"]["box"]) == {"mse_in", "mse_out", "mse_in_complement", "locality"}

@@ -96,12 +96,12 @@ class TrainConfig:
                              "scaled by the interval.")
     link_alpha: float = opt(1.0, "Perturbation strength alpha: w axes move by alpha * N(0, I).")
     link_lambda_in: float = opt(10.0, "Weight lambda_in of L_in (change inside the region when the complement moves).")
-    link_lambda_out: float = opt(10.0, "Weight lambda_out of L_out (change outside the region when the link's axes "
+    link_lambda_out: float = opt(30.0, "Weight lambda_out of L_out (change outside the region when the link's axes "
                                  "move).")
     link_loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
                          "'relative' (each divided by the whole change of the same edit; scale free).",
                          choices=["absolute", "relative"])
-    link_batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = batch / 2 (at least 2).")
+    link_batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = the whole batch.")
     link_start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
                                  "scratch).")
     link_fakes: float = opt(0.25, "Fraction of each fake batch (G and D phases) generated from perturbed latents, "

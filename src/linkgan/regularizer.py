@@ -11,6 +11,10 @@ For a link i with region mask M_i (1 inside) and x = G(w):
 ``masked_mse`` averages over the masked pixels (and channels), i.e. it is normalized by
 the mask's area, so that lambda does not depend on the region's size.
 
+That is the paper's form (``link_loss: absolute``). The default, ``relative``, divides each
+term by the whole change of the same edit, so that it measures the *share* of an edit that
+lands in the wrong place; see ``link_loss`` and docs/results/regularizer.md for why.
+
 x, every x1 and every x2 are rendered by ONE batched synthesis call, with the same noise
 maps for an image and its perturbed copies: otherwise the per-layer noise alone would
 change pixels everywhere and the outside loss could never reach zero.
@@ -55,7 +59,8 @@ LOSS_FORMS = ("absolute", "relative")
 
 
 def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks: dict[str, torch.Tensor],
-              alpha: float, generator: torch.Generator | None = None, form: str = "absolute") -> dict[str, torch.Tensor]:
+              alpha: float, generator: torch.Generator | None = None,
+              form: str = "relative") -> dict[str, torch.Tensor]:
     """Computes the LinkGAN terms for a batch.
 
     ws: (N, num_ws, w_dim) latents; masks: link name -> (H, W) or (N, H, W) {0,1} region masks
@@ -106,14 +111,14 @@ class LinkSettings:
     masks: dict[str, torch.Tensor]
     alpha: float = 1.0
     lambda_in: float = 10.0
-    lambda_out: float = 10.0
-    batch: int = 8
+    lambda_out: float = 30.0
+    batch: int = 32
     fakes: float = 0.25
-    form: str = "absolute"
+    form: str = "relative"
 
     @classmethod
     def build(cls, partition: LatentPartition, resolution: int, device, alpha: float, lambda_in: float,
-              lambda_out: float, batch: int, fakes: float, form: str = "absolute") -> "LinkSettings":
+              lambda_out: float, batch: int, fakes: float, form: str = "relative") -> "LinkSettings":
         masks = {}
         for link in partition:
             if not link.region.is_fixed:

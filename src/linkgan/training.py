@@ -143,7 +143,7 @@ class Trainer:
         if len(self.partition):
             self.link = LinkSettings.build(
                 self.partition, m.resolution, self.device, t.link_alpha, t.link_lambda_in, t.link_lambda_out,
-                t.link_batch or max(2, t.batch // 2), t.link_fakes, t.link_loss)
+                t.link_batch or t.batch, t.link_fakes, t.link_loss)
         self.r1_gamma = t.r1_gamma if t.r1_gamma is not None else auto_r1_gamma(m.resolution, t.batch)
         autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision]
         self.scaler = torch.amp.GradScaler("cuda") if (t.precision == "fp16" and self.device.type == "cuda") else None
