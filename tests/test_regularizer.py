@@ -166,6 +166,13 @@ def test_links_are_saved_in_the_checkpoint_config(image_folder, tmp_path):
     assert pipe.links.names == ["box"] and pipe.links["box"].axes == (0, 8)
     original, variants = pipe.edit(seed=1, link="box", n=3)
     assert len(variants) == 3 and original.size == (RES, RES)
+    frames = pipe.interpolate(1, link="box", frames=4, output="tensor")
+    assert frames.shape == (4, 3, RES, RES)
+    assert torch.allclose(frames[0], pipe.generate([1], output="tensor")[0], atol=1e-5), "the loop starts at the image"
+    moved = pipe.transplant(1, 2, link="box", output="tensor")
+    assert moved.shape == (3, RES, RES)
+    with pytest.raises(ValueError, match="target_seed"):
+        pipe.interpolate(pipe.latents([1])[0], link="box")
     assert RunConfig.from_dict(RunConfig().to_dict()).links == []
 
 

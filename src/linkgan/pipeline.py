@@ -134,6 +134,8 @@ class LinkGANPipeline:
         """
         from .editing import edit_latents
 
+        if seed is None and latent is None:
+            raise ValueError("give the image to edit: seed=N or latent=ws")
         ws = self._ws(latent if latent is not None else seed, truncation)
         variants = edit_latents(self.G, self.links, ws, link, n, mode, strength, truncation, complement,
                                 edit_seed)[0]
@@ -169,7 +171,11 @@ class LinkGANPipeline:
         """Frames in which the link's axes go from seed's value to target_seed's and back."""
         from .editing import interpolation_latents
 
-        target = self._ws(seed + 1 if target_seed is None and not torch.is_tensor(seed) else target_seed, truncation)
+        if target_seed is None:
+            if torch.is_tensor(seed):
+                raise ValueError("interpolating from a latent needs target_seed (a seed or a latent)")
+            target_seed = int(seed) + 1
+        target = self._ws(target_seed, truncation)
         imgs = self.synthesize(interpolation_latents(self.links, self._ws(seed, truncation), target, link, frames))
         return imgs if output == "tensor" else to_pil(imgs)
 
