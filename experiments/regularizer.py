@@ -25,14 +25,13 @@ import torch
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.config import RunConfig, TrainConfig
-from linkgan.data import TOYFACES_EYES_BOX, TOYFACES_MOUTH_BOX
+from linkgan.demo import DEMO_LINKS
 from linkgan.metrics import masked_mse_metric
 from linkgan.partition import LatentPartition
 from linkgan.pipeline import LinkGANPipeline
 from linkgan.training import train
 
-EYES = {"name": "eyes", "region": {"box": list(TOYFACES_EYES_BOX)}, "axes": 64}
-MOUTH = {"name": "mouth", "region": {"box": list(TOYFACES_MOUTH_BOX)}, "axes": 64}
+EYES, MOUTH = DEMO_LINKS  # 64 axes each, boxes around toyfaces' eyes and mouth
 CORNERS = [{"name": f"corner_{n}", "region": {"box": box}, "axes": 128} for n, box in (
     ("tl", [0.0, 0.0, 0.5, 0.5]), ("tr", [0.5, 0.0, 1.0, 0.5]),
     ("bl", [0.0, 0.5, 0.5, 1.0]), ("br", [0.5, 0.5, 1.0, 1.0]))]

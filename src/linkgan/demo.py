@@ -3,9 +3,9 @@
 It makes a toyfaces dataset, trains a small vanilla StyleGAN2 generator on it, fine-tunes
 that generator with LinkGAN links for the eyes and the mouth, and writes sample grids, edit
 grids and the masked-MSE locality of both models (the vanilla one measured on the same
-partition, as the baseline) into the output folder. Each stage skips itself when its output is already there,
-and an interrupted training stage resumes from its newest checkpoint, so running the demo
-again continues where it stopped.
+partition, as the baseline) into the output folder. Each stage skips itself when its output
+is already there, and an interrupted training stage resumes from its newest checkpoint, so
+running the demo again continues where it stopped.
 """
 
 from __future__ import annotations

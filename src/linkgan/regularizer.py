@@ -104,17 +104,18 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
 class LinkSettings:
     """What the Glink phase and the perturbed-fakes trick need, resolved for one run.
 
+    The values come from TrainConfig's link_* options, which hold the defaults.
     masks: link name -> (H, W) float {0,1} region mask on the training device.
     """
 
     partition: LatentPartition
     masks: dict[str, torch.Tensor]
-    alpha: float = 1.0
-    lambda_in: float = 10.0
-    lambda_out: float = 30.0
-    batch: int = 32
-    fakes: float = 0.25
-    form: str = "relative"
+    alpha: float
+    lambda_in: float
+    lambda_out: float
+    batch: int
+    fakes: float
+    form: str
 
     @classmethod
     def build(cls, partition: LatentPartition, resolution: int, device, alpha: float, lambda_in: float,
