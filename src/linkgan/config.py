@@ -89,6 +89,8 @@ class TrainConfig:
                          "scaling). Regularizers always run in fp32. Ignored on CPU.",
                          choices=["fp32", "bf16", "fp16"])
     channels_last: bool = opt(False, "Use the channels_last memory format on CUDA.")
+    metrics: str = opt("", "Metrics of G_ema to evaluate at every snapshot and at the end, logged to TensorBoard "
+                       "and stats.jsonl: e.g. fid5k,mse1k (see `linkgan metrics --help`).")
     init: str = opt("", "Initialize G, D and G_ema from this checkpoint or run (fine-tuning); the "
                     "optimizer state starts fresh.")
     # LinkGAN regularizer (active when the run has links; see linkgan.regularizer).
@@ -102,6 +104,12 @@ class TrainConfig:
                          "'relative' (each divided by the whole change of the same edit; scale free).",
                          choices=["absolute", "relative"])
     link_batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = the whole batch.")
+    link_samples: str = opt("split", "How the Glink sub-batch serves several links: 'split' deals the samples out "
+                            "to the links, so the cost does not grow with the number of links; 'all' renders "
+                            "every link's edits for every sample ((1 + 2K) images per sample).",
+                            choices=["split", "all"])
+    segmenter: str = opt("", "Segmenter for semantic links that name none: a .safetensors file from "
+                         "`linkgan segmenter train`, a TorchScript or ONNX file, or package.module:attr.")
     link_start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
                                  "scratch).")
     link_fakes: float = opt(0.25, "Fraction of each fake batch (G and D phases) generated from perturbed latents, "
@@ -122,7 +130,7 @@ class RunConfig:
         """The run's LatentPartition (empty for a vanilla model), validated at the model resolution."""
         from .partition import LatentPartition
         return LatentPartition.from_specs(self.links, self.model.w_dim, self.model.resolution,
-                                          allow_overlap=self.allow_link_overlap)
+                                          allow_overlap=self.allow_link_overlap, segmenter=self.train.segmenter or None)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -82,19 +82,27 @@ def change_heatmap(original: torch.Tensor, variants: torch.Tensor, outline: torc
     return rgb
 
 
-def region_outline(partition: LatentPartition, link: str, res: int) -> torch.Tensor | None:
-    """Boundary pixels (H, W) of a fixed link region, None for semantic links."""
+def region_outline(partition: LatentPartition, link: str, res: int,
+                   images: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Boundary pixels of a link's region.
+
+    A fixed region gives (H, W). A semantic region gives (N, H, W), the outline of each of
+    ``images`` (N, 3, H, W) in [-1, 1] as its segmenter sees it, or None without images.
+    """
     region = partition[link].region
-    return draw_outline(region.mask(res)) if region.is_fixed else None
+    if region.is_fixed:
+        return draw_outline(region.mask(res))
+    return None if images is None else draw_outline(region.masks_for(images))
 
 
 def edit_grid(originals: torch.Tensor, variants: torch.Tensor, outline: torch.Tensor | None) -> np.ndarray:
-    """Rows: [original, variants..., heat map] per image. originals (B,3,H,W), variants (B,n,3,H,W)."""
+    """Rows: [original, variants..., heat map] per image. originals (B,3,H,W), variants (B,n,3,H,W);
+    outline: (H, W) for every row, or (B, H, W) per row (semantic regions)."""
     cells = []
-    for orig, var in zip(originals, variants):
+    for i, (orig, var) in enumerate(zip(originals, variants)):
         row = [float_to_uint8(orig[None])[0].permute(1, 2, 0).cpu().numpy()]
         row += [v for v in float_to_uint8(var).permute(0, 2, 3, 1).cpu().numpy()]
-        row.append(change_heatmap(orig, var, outline))
+        row.append(change_heatmap(orig, var, outline[i] if outline is not None and outline.dim() == 3 else outline))
         cells.extend(row)
     return make_grid(np.stack(cells), ncols=variants.shape[1] + 2, pad=1)
 

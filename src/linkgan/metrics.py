@@ -1,4 +1,8 @@
-"""Metrics, named with their sample count as in StyleGAN2-ADA (``mse1k``).
+"""Metrics, named with their sample count as in StyleGAN2-ADA (``mse1k``, ``fid5k``, ``kid5k``).
+
+FID and KID (``fid<N>k``, ``fid<N>k_full``, ``kid<N>k``...) compare N thousand generated images
+with the dataset through the standard Inception network; see linkgan.fid for the protocol.
+They need the ``metrics`` extra and the training data.
 
 Masked MSE (the paper's Table 2 and 3, after LowRankGAN), per link, over n samples:
   * ``mse_in``   mean squared pixel change INSIDE the region when the link's axes are
@@ -11,6 +15,11 @@ Images are mapped to [0, 1]; every mean is over the masked pixels and the 3 chan
 is normalized by the region's area. Resampling draws w' = mapping(z') for a fresh z'
 (truncation 1) and copies its link (or complement) axes; noise maps are held constant so
 that only the latent edit changes pixels.
+
+A semantic link's region is found per image by its segmenter, as in training: with
+``mask_mode: union`` (the default) it is the region of the original united with the region
+of the edited image, so that pixels a sky edit turns into sky count as inside; with
+``source`` it is the original's region only.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ from .networks import Generator
 from .partition import LatentPartition
 from .regularizer import masked_mse
 
-METRIC_PATTERN = re.compile(r"^mse(\d+)k$")
+MSE_PATTERN = re.compile(r"^mse(\d+)k$")
+AVAILABLE = ("mse<N>k (masked MSE per link over N thousand samples, e.g. mse1k), "
+             "fid<N>k / fid<N>k_full / kid<N>k / kid<N>k_full (e.g. fid5k; needs the data)")
 
 
 def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, batch: int = 50, seed: int = 123,
@@ -35,11 +46,8 @@ def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, b
     res = G.resolution
     gen = torch.Generator().manual_seed(seed)
     sums = {name: {"mse_in": 0.0, "mse_out": 0.0, "mse_in_complement": 0.0} for name in partition.names}
-    masks = {}
-    for link in partition:
-        if not link.region.is_fixed:
-            raise NotImplementedError(f"link '{link.name}' is semantic; masked MSE needs fixed regions in this version")
-        masks[link.name] = partition.region_mask(link.name, res, device=device).to(torch.float32)
+    masks = {link.name: partition.region_mask(link.name, res, device=device).to(torch.float32)
+             for link in partition if link.region.is_fixed}
     from tqdm.auto import tqdm
 
     done = 0
@@ -56,12 +64,17 @@ def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, b
             imgs = (G.synthesis(torch.cat(edited), noise_mode="const") + 1) / 2
             chunks = imgs.split(b)
             x = chunks[0]
-            for k, name in enumerate(partition.names):
-                m = masks[name]
+            for k, link in enumerate(partition):
+                name = link.name
                 link_moved, rest_moved = chunks[1 + 2 * k], chunks[2 + 2 * k]
+                if name in masks:
+                    m = m_rest = masks[name]
+                else:  # semantic: per-image masks (the segmenter wants [-1, 1])
+                    m = link.region.edit_masks(x * 2 - 1, link_moved * 2 - 1).float()
+                    m_rest = link.region.edit_masks(x * 2 - 1, rest_moved * 2 - 1).float()
                 sums[name]["mse_in"] += masked_mse(link_moved, x, m).sum().item()
                 sums[name]["mse_out"] += masked_mse(link_moved, x, 1 - m).sum().item()
-                sums[name]["mse_in_complement"] += masked_mse(rest_moved, x, m).sum().item()
+                sums[name]["mse_in_complement"] += masked_mse(rest_moved, x, m_rest).sum().item()
             done += b
             bar.update(b)
     result = {}
@@ -72,19 +85,54 @@ def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, b
     return result
 
 
+def _is_inception_metric(name: str) -> bool:
+    from .fid import parse_inception_metric
+
+    return parse_inception_metric(name) is not None
+
+
 def parse_metric_names(spec: str) -> list[str]:
+    """Comma-separated metric names, checked: e.g. 'fid5k,mse1k' -> ['fid5k', 'mse1k']."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
     for name in names:
-        if not METRIC_PATTERN.match(name):
-            raise ValueError(f"unknown metric {name!r}; available: mse<N>k, e.g. mse1k (masked MSE over 1000 samples)")
+        m = MSE_PATTERN.match(name)
+        if (m and int(m.group(1)) > 0) or _is_inception_metric(name):
+            continue
+        raise ValueError(f"unknown metric {name!r}; available: {AVAILABLE}")
     return names
 
 
 def compute_metrics(G: Generator, partition: LatentPartition, names: list[str], device=None,
-                    progress: bool = False) -> dict:
-    """Evaluates each named metric: {'mse1k': {link: {...}}}."""
-    out = {}
+                    progress: bool = False, data=None, cache_dir=None) -> dict:
+    """Evaluates each named metric: {'mse1k': {link: {...}}, 'fid5k': float, ...}.
+
+    data: the real images for FID/KID, an ImageDataset or a path (opened at G's resolution).
+    """
+    out: dict = {}
+    inception_names = [n for n in names if _is_inception_metric(n)]
+    if inception_names:
+        from .data import ImageDataset
+        from .fid import compute_fid_kid
+
+        if data is None:
+            raise ValueError(f"{', '.join(inception_names)} compare generated images with real ones; give the "
+                             "dataset (--data X.zip)")
+        dataset = data if isinstance(data, ImageDataset) else ImageDataset(data, resolution=G.resolution)
+        out.update(compute_fid_kid(G, dataset, inception_names, device=device, progress=progress,
+                                   cache_dir=cache_dir))
     for name in names:
-        m = METRIC_PATTERN.match(name)
-        out[name] = masked_mse_metric(G, partition, n=int(m.group(1)) * 1000, device=device, progress=progress)
-    return out
+        m = MSE_PATTERN.match(name)
+        if m:
+            out[name] = masked_mse_metric(G, partition, n=int(m.group(1)) * 1000, device=device, progress=progress)
+    return {name: out[name] for name in names}
+
+
+def flatten_metrics(result: dict, prefix: str = "Metrics") -> dict[str, float]:
+    """{'mse1k': {'eyes': {'locality': x}}} -> {'Metrics/mse1k/eyes/locality': x}, for logs."""
+    flat = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            flat.update(flatten_metrics(value, f"{prefix}/{key}"))
+        elif isinstance(value, (int, float)):
+            flat[f"{prefix}/{key}"] = float(value)
+    return flat

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .regions import Region, RegionError, masks_overlap, parse_region_shorthand, region_from_spec
+from .regions import Region, RegionError, SemanticRegion, masks_overlap, parse_region_shorthand, region_from_spec
 
 __all__ = [
     "LatentPartition",
@@ -149,13 +149,14 @@ class LatentPartition:
     # -- construction -----------------------------------------------------------------
     @classmethod
     def from_specs(cls, specs: Sequence[Mapping], w_dim: int, resolution: int | None = None,
-                   allow_overlap: bool = False, base_dir: str | os.PathLike | None = None) -> LatentPartition:
+                   allow_overlap: bool = False, base_dir: str | os.PathLike | None = None,
+                   segmenter: str | None = None) -> LatentPartition:
         """Build a partition from link specs ``{name, region, axes}`` as found in a links file.
 
         Explicit ranges are placed first; then each link given as a channel count ``n`` takes,
         in declaration order, the lowest free block of ``n`` contiguous channels. With counts
         only, the first link gets ``[0, n)``, as in the paper. ``base_dir`` resolves relative
-        mask paths.
+        mask and segmenter paths. ``segmenter`` serves the semantic regions that name none.
         """
         if not _is_int(w_dim) or w_dim < 1:
             raise LinkError(f"w_dim must be a positive integer, got {w_dim!r}")
@@ -178,6 +179,8 @@ class LatentPartition:
                 raise LinkError(f"two links are named '{name}'; give each link a unique name")
             try:
                 region = region_from_spec(spec["region"], base_dir=base_dir)
+                if isinstance(region, SemanticRegion):
+                    region = region.with_segmenter(segmenter)
             except RegionError as err:
                 raise RegionError(f"link '{name}': {err}") from None
             parsed.append((name, region, _parse_axes(name, spec["axes"])))
@@ -411,7 +414,8 @@ def interpolate_channels(ws: torch.Tensor, target: torch.Tensor, mask: torch.Ten
 
 # -- files and shorthand ----------------------------------------------------------------------
 
-def load_links_file(path: str | os.PathLike, w_dim: int, resolution: int | None = None) -> LatentPartition:
+def load_links_file(path: str | os.PathLike, w_dim: int, resolution: int | None = None,
+                    segmenter: str | None = None) -> LatentPartition:
     """Read a YAML links file ``{links: [...], allow_overlap: bool}`` into a validated partition.
 
     Relative mask paths are taken from the file's folder. A bare list of links is also
@@ -444,7 +448,7 @@ def load_links_file(path: str | os.PathLike, w_dim: int, resolution: int | None 
     links = doc.get("links") or []
     try:
         return LatentPartition.from_specs(links, w_dim, resolution=resolution, allow_overlap=allow,
-                                          base_dir=path.parent)
+                                          base_dir=path.parent, segmenter=segmenter)
     except ValueError as err:
         raise type(err)(f"{path}: {err}") from None
 

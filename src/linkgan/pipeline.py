@@ -49,12 +49,26 @@ class LinkGANPipeline:
         self.source = source
         self.links = config.partition()  # LatentPartition: the model's links by name
 
-    def use_links(self, links_file: str | Path) -> "LinkGANPipeline":
+    def use_links(self, links_file: str | Path, segmenter: str | None = None) -> "LinkGANPipeline":
         """Replaces the links with those of a links YAML file (e.g. to measure a vanilla model on
-        the same partition as a LinkGAN model). Returns self."""
+        the same partition as a LinkGAN model); ``segmenter`` serves semantic links that name
+        none. Returns self."""
         from .partition import load_links_file
 
-        self.links = load_links_file(links_file, self.G.w_dim, self.G.resolution)
+        self.links = load_links_file(links_file, self.G.w_dim, self.G.resolution, segmenter=segmenter)
+        return self
+
+    def use_segmenter(self, segmenter: str) -> "LinkGANPipeline":
+        """Makes every semantic link use ``segmenter`` (a path or ``module:attr``), e.g. when the
+        checkpoint was moved away from the segmenter file it was trained with. Returns self."""
+        from .partition import LatentPartition
+
+        specs = self.links.to_specs()
+        for spec in specs:
+            if "semantic" in spec["region"]:
+                spec["region"]["segmenter"] = segmenter
+        self.links = LatentPartition.from_specs(specs, self.G.w_dim, self.G.resolution,
+                                                allow_overlap=self.links.allow_overlap)
         return self
 
     @classmethod
@@ -155,7 +169,7 @@ class LinkGANPipeline:
         variants = edit_latents(self.G, self.links, ws, link, n, mode, strength, truncation, complement, edit_seed)
         originals = self.synthesize(ws)
         imgs = self.synthesize(variants.flatten(0, 1)).reshape(len(ws), n, *originals.shape[1:])
-        grid = edit_grid(originals, imgs, region_outline(self.links, link, self.resolution))
+        grid = edit_grid(originals, imgs, region_outline(self.links, link, self.resolution, originals))
         return save_png(grid, out, upscale=display_upscale(self.resolution))
 
     def transplant(self, a, b, link: str, truncation: float = 1.0, output: str = "pil"):

@@ -54,6 +54,7 @@ __all__ = [
 OUTSIDE_TOLERANCE = 1e-6
 
 REGION_KINDS = ("box", "ellipse", "polygon", "mask", "semantic")
+SEMANTIC_KEYS = ("segmenter", "mask_mode")  # the optional keys of a semantic region spec
 
 _COORDS_HELP = ("region coordinates are fractions of the image in [0, 1] "
                 "(x to the right, y down, (0, 0) the top-left corner)")
@@ -413,18 +414,47 @@ class MaskRegion(Region):
         return f"mask region {str(self.path)!r}"
 
 
+MASK_MODES = ("union", "source")
+
+
+def resolve_segmenter_spec(spec: str, base_dir: str | os.PathLike | None = None) -> str:
+    """A segmenter spec with a file path made absolute (relative to ``base_dir``, else the cwd).
+
+    ``package.module:attr`` specs (a Python callable) are returned unchanged, unless a file of
+    that name exists. Absolute paths keep a checkpoint's links usable from any folder.
+    """
+    from .segment.adapters import CALLABLE_PATTERN
+
+    p = Path(spec).expanduser()
+    if base_dir is not None and not p.is_absolute():
+        p = Path(base_dir).expanduser() / p
+    if CALLABLE_PATTERN.fullmatch(spec) and not p.exists():
+        return spec
+    return str(p.absolute())
+
+
 class SemanticRegion(Region):
     """Per-image region: the pixels a segmentation model labels as any of ``classes``.
 
-    ``segmenter`` names the model (a path or a spec string); None picks the default once
-    semantic regions are supported. Such a region has no fixed mask: ``mask()`` raises,
-    and masks come from ``masks_for(images)``.
+    ``segmenter`` names the model: a built-in ``.safetensors`` segmenter, a TorchScript or ONNX
+    file, or a Python callable ``package.module:attr`` (see linkgan.segment.load_segmenter).
+    Such a region has no fixed mask: ``mask()`` raises, and masks come from ``masks_for(images)``.
+
+    ``mask_mode`` says which image's mask counts when a latent edit turns x into x':
+      * ``union`` (default): the pixels that are in the region in x OR in x'. A sky edit may
+        move the skyline; pixels that become (or stop being) sky belong to the edit, so they
+        are not counted as change outside the region, and a complement edit that paints
+        over the sky is counted as change inside it. The region may thus change its shape
+        with its own axes but not with the others.
+      * ``source``: the mask of x only. Then any change of the region's extent counts as
+        change outside it, which forbids shape edits (a sky link could only recolour).
     """
 
     kind = "semantic"
     is_fixed = False
 
-    def __init__(self, classes, segmenter: str | None = None) -> None:
+    def __init__(self, classes, segmenter: str | None = None, mask_mode: str = "union",
+                 base_dir: str | os.PathLike | None = None) -> None:
         super().__init__()
         if isinstance(classes, str):
             classes = [classes]
@@ -435,19 +465,49 @@ class SemanticRegion(Region):
             raise RegionError(f"semantic region class names must be non-empty strings, got {bad!r} in {list(classes)!r}")
         if segmenter is not None and (not isinstance(segmenter, (str, os.PathLike)) or not str(segmenter)):
             raise RegionError(f"semantic region segmenter must be a path or spec string, got {segmenter!r}")
+        if mask_mode not in MASK_MODES:
+            raise RegionError(f"semantic region mask_mode must be one of {', '.join(MASK_MODES)}, got {mask_mode!r}")
         self.classes: tuple[str, ...] = tuple(c.strip() for c in classes)
-        self.segmenter = None if segmenter is None else str(segmenter)
+        self.segmenter = None if segmenter is None else resolve_segmenter_spec(str(segmenter), base_dir)
+        self.mask_mode = mask_mode
+        self._model = None  # the loaded segmenter, on first use
+
+    def with_segmenter(self, segmenter: str | None, base_dir: str | os.PathLike | None = None) -> "SemanticRegion":
+        """This region, or a copy using ``segmenter`` when it names none itself."""
+        if self.segmenter is not None or segmenter is None:
+            return self
+        return SemanticRegion(self.classes, segmenter, self.mask_mode, base_dir)
 
     def mask(self, res: int, device=None) -> torch.Tensor:
         raise RegionError(
             f"semantic regions have per-image masks; use masks_for(images) "
             f"(region {list(self.classes)!r} has no fixed mask at resolution {res})")
 
+    def model(self):
+        """The loaded segmenter (a linkgan.segment.Segmenter), checked to know every class."""
+        if self._model is None:
+            if self.segmenter is None:
+                raise RegionError(
+                    f"semantic region {'+'.join(self.classes)} names no segmenter; add 'segmenter: seg.safetensors' "
+                    "to the region, or pass --segmenter (train one with `linkgan segmenter train`)")
+            from .segment import load_segmenter
+
+            model = load_segmenter(self.segmenter)
+            model.class_ids(self.classes)  # unknown class names fail here, listing the known ones
+            self._model = model
+        return self._model
+
     def masks_for(self, images: torch.Tensor) -> torch.Tensor:
-        """Per-image masks, bool (N, H, W), for ``images`` (N, 3, H, W) in [-1, 1]."""
-        raise NotImplementedError(
-            "semantic regions need a segmentation model, which arrives with the semantic-regions "
-            "feature; until then use a fixed region (box, ellipse, polygon or mask)")
+        """Per-image masks, bool (N, H, W), for ``images`` (N, 3, H, W) in [-1, 1] (no gradient)."""
+        model = self.model().to(images.device)
+        return model.masks(images.detach(), list(self.classes))
+
+    def edit_masks(self, x: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
+        """Masks (N, H, W) for comparing ``edited`` with ``x``, per ``mask_mode``; one segmenter call."""
+        if self.mask_mode == "source":
+            return self.masks_for(x)
+        both = self.masks_for(torch.cat([x, edited]))
+        return both[: x.shape[0]] | both[x.shape[0]:]
 
     def bounds(self):
         return None
@@ -460,6 +520,8 @@ class SemanticRegion(Region):
         spec: dict = {"semantic": list(self.classes)}
         if self.segmenter is not None:
             spec["segmenter"] = self.segmenter
+        if self.mask_mode != "union":
+            spec["mask_mode"] = self.mask_mode
         return spec
 
     def describe(self) -> str:
@@ -484,22 +546,23 @@ def region_from_spec(spec, base_dir: str | os.PathLike | None = None) -> Region:
     if not isinstance(spec, Mapping):
         raise RegionError(f"a region is a mapping such as {_EXAMPLES}; got {spec!r}")
     kinds = [k for k in spec if k in REGION_KINDS]
-    unknown = [k for k in spec if k not in REGION_KINDS and k != "segmenter"]
+    unknown = [k for k in spec if k not in REGION_KINDS and k not in SEMANTIC_KEYS]
     if unknown and not kinds:
         raise RegionError(
             f"unknown region kind {unknown[0]!r} in region {dict(spec)!r}; "
             f"valid kinds: {', '.join(REGION_KINDS)}, e.g. {_EXAMPLES}")
     if unknown:
         raise RegionError(f"unexpected key(s) {unknown!r} in region {dict(spec)!r}; a region has one kind "
-                          f"key ({', '.join(REGION_KINDS)}) and, for semantic regions, 'segmenter'")
+                          f"key ({', '.join(REGION_KINDS)}) and, for semantic regions, 'segmenter' and 'mask_mode'")
     if len(kinds) != 1:
         found = f"several region kinds {kinds!r}" if kinds else "no region kind"
         raise RegionError(f"{found} in region {dict(spec)!r}; give exactly one of "
                           f"{', '.join(REGION_KINDS)}, e.g. {_EXAMPLES}")
     kind = kinds[0]
     value = spec[kind]
-    if "segmenter" in spec and kind != "semantic":
-        raise RegionError(f"'segmenter' only applies to semantic regions, not to {kind} region {dict(spec)!r}")
+    for key in SEMANTIC_KEYS:
+        if key in spec and kind != "semantic":
+            raise RegionError(f"'{key}' only applies to semantic regions, not to {kind} region {dict(spec)!r}")
     if kind == "box":
         return BoxRegion(*_numbers(value, 4, "box", "x0, y0, x1, y1"))
     if kind == "ellipse":
@@ -508,7 +571,8 @@ def region_from_spec(spec, base_dir: str | os.PathLike | None = None) -> Region:
         return PolygonRegion(value)
     if kind == "mask":
         return MaskRegion(value, base_dir=base_dir)
-    return SemanticRegion(value, segmenter=spec.get("segmenter"))
+    return SemanticRegion(value, segmenter=spec.get("segmenter"), mask_mode=spec.get("mask_mode", "union"),
+                          base_dir=base_dir)
 
 
 def parse_region_shorthand(text: str, base_dir: str | os.PathLike | None = None) -> Region:

@@ -56,16 +56,50 @@ def perturbation_deltas(partition: LatentPartition, name: str, n: int, w_dim: in
 
 
 LOSS_FORMS = ("absolute", "relative")
+SAMPLE_MODES = ("split", "all")
+
+
+def _edit_terms(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, mask_in: torch.Tensor,
+                mask_out: torch.Tensor, form: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample L_in (x2 vs x inside ``mask_in``) and L_out (x1 vs x outside ``mask_out``).
+
+    The two masks differ only for semantic regions in ``union`` mode, where each is the
+    region of x united with the region of its edited image.
+    """
+    inside, outside = masked_mse(x2, x, mask_in), masked_mse(x1, x, 1.0 - mask_out)
+    if form == "relative":
+        eps = 1e-8
+        inside = inside / (inside + masked_mse(x2, x, 1.0 - mask_in) + eps)
+        outside = outside / (outside + masked_mse(x1, x, mask_out) + eps)
+    return inside, outside
+
+
+def _region_masks(partition: LatentPartition, masks: dict[str, torch.Tensor], name: str, x: torch.Tensor,
+                  x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask_in, mask_out) of link ``name``: its fixed mask, or per-sample segmenter masks."""
+    if name in masks:
+        return masks[name], masks[name]
+    region = partition[name].region
+    with torch.no_grad():
+        return (region.edit_masks(x, x2).to(x.dtype), region.edit_masks(x, x1).to(x.dtype))
 
 
 def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks: dict[str, torch.Tensor],
               alpha: float, generator: torch.Generator | None = None,
-              form: str = "relative") -> dict[str, torch.Tensor]:
+              form: str = "relative", samples: str = "split") -> dict[str, torch.Tensor]:
     """Computes the LinkGAN terms for a batch.
 
-    ws: (N, num_ws, w_dim) latents; masks: link name -> (H, W) or (N, H, W) {0,1} region masks
-    at G's resolution. Returns a dict with per-link ``in/<name>``, ``out/<name>`` (scalars),
-    ``images`` (all rendered images, (N * (1 + 2K), 3, H, W), for feeding D) and ``x``.
+    ws: (N, num_ws, w_dim) latents; masks: link name -> (H, W) {0,1} fixed region mask at G's
+    resolution. A link missing from ``masks`` must be semantic: its masks are computed per
+    sample by its segmenter on the rendered images, without gradient. Returns a dict with per-link ``in/<name>``, ``out/<name>`` (scalars),
+    ``images`` (all rendered images, for feeding D) and ``x``.
+
+    samples='all' renders x1 and x2 of every link for every sample: (1 + 2K) * N images, so
+    the cost grows with the number of links K. samples='split' (the default) deals the
+    samples out to the links in turn (from a random first link), and renders x, x1 and x2 of
+    each sample's own link only: 3 * N images whatever K is. Each link's terms are the mean
+    over its own samples, so both modes estimate the same loss; 'split' with one link is
+    'all'. A link that gets no sample (N < K) is left out of that call.
 
     form='absolute' is the paper's loss: the masked mean squared changes themselves.
     form='relative' divides each by the whole change of the same edit: L_out becomes the
@@ -76,27 +110,43 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     """
     if form not in LOSS_FORMS:
         raise ValueError(f"link loss form must be one of {LOSS_FORMS}, not {form!r}")
-    n = ws.shape[0]
+    if samples not in SAMPLE_MODES:
+        raise ValueError(f"link sample mode must be one of {SAMPLE_MODES}, not {samples!r}")
+    n, w_dim = ws.shape[0], ws.shape[2]
     names = list(partition.names)
-    batches = [ws]
-    for name in names:
-        d_in, d_out = perturbation_deltas(partition, name, n, ws.shape[2], alpha, generator, ws.device)
-        batches.append(ws + d_in[:, None, :])   # x1: the link's axes moved
-        batches.append(ws + d_out[:, None, :])  # x2: the complement moved
-    images = G.synthesis(torch.cat(batches), noise_mode="random", noise_repeats=len(batches))
-    chunks = images.split(n)
-    x = chunks[0]
-    out: dict[str, torch.Tensor] = {"images": images, "x": x}
-    for k, name in enumerate(names):
-        x1, x2 = chunks[1 + 2 * k], chunks[2 + 2 * k]
-        m = masks[name]
-        inside, outside = masked_mse(x2, x, m), masked_mse(x1, x, 1.0 - m)
-        if form == "relative":
-            eps = 1e-8
-            inside = inside / (inside + masked_mse(x2, x, 1.0 - m) + eps)
-            outside = outside / (outside + masked_mse(x1, x, m) + eps)
-        out[f"in/{name}"] = inside.mean()
-        out[f"out/{name}"] = outside.mean()
+    out: dict[str, torch.Tensor] = {}
+    if samples == "all":
+        batches = [ws]
+        for name in names:
+            d_in, d_out = perturbation_deltas(partition, name, n, w_dim, alpha, generator, ws.device)
+            batches.append(ws + d_in[:, None, :])   # x1: the link's axes moved
+            batches.append(ws + d_out[:, None, :])  # x2: the complement moved
+        images = G.synthesis(torch.cat(batches), noise_mode="random", noise_repeats=len(batches))
+        chunks = images.split(n)
+        x = chunks[0]
+        for k, name in enumerate(names):
+            x1, x2 = chunks[1 + 2 * k], chunks[2 + 2 * k]
+            inside, outside = _edit_terms(x, x1, x2, *_region_masks(partition, masks, name, x, x1, x2), form)
+            out[f"in/{name}"], out[f"out/{name}"] = inside.mean(), outside.mean()
+    else:
+        first = int(torch.randint(len(names), (), generator=generator))
+        owner = (torch.arange(n) + first) % len(names)  # sample s trains link owner[s]
+        axes = torch.stack([partition.axes_mask(name, device=ws.device) for name in names]).to(ws.dtype)
+        own = axes[owner.to(ws.device)]  # (N, w_dim): each sample's link axes
+        p = torch.randn(n, w_dim, generator=generator).to(ws.device)
+        pc = torch.randn(n, w_dim, generator=generator).to(ws.device)
+        ws1 = ws + (alpha * p * own)[:, None, :]
+        ws2 = ws + (alpha * pc * (1.0 - own))[:, None, :]
+        images = G.synthesis(torch.cat([ws, ws1, ws2]), noise_mode="random", noise_repeats=3)
+        x, x1, x2 = images.split(n)
+        for k, name in enumerate(names):
+            idx = (owner == k).nonzero().flatten().to(ws.device)
+            if idx.numel() == 0:
+                continue
+            xi, x1i, x2i = x[idx], x1[idx], x2[idx]
+            inside, outside = _edit_terms(xi, x1i, x2i, *_region_masks(partition, masks, name, xi, x1i, x2i), form)
+            out[f"in/{name}"], out[f"out/{name}"] = inside.mean(), outside.mean()
+    out["images"], out["x"] = images, x
     return out
 
 
@@ -105,7 +155,8 @@ class LinkSettings:
     """What the Glink phase and the perturbed-fakes trick need, resolved for one run.
 
     The values come from TrainConfig's link_* options, which hold the defaults.
-    masks: link name -> (H, W) float {0,1} region mask on the training device.
+    masks: link name -> (H, W) float {0,1} region mask on the training device, for fixed
+    regions; semantic links are absent (their segmenter gives masks per generated image).
     """
 
     partition: LatentPartition
@@ -116,24 +167,28 @@ class LinkSettings:
     batch: int
     fakes: float
     form: str
+    samples: str
 
     @classmethod
     def build(cls, partition: LatentPartition, resolution: int, device, alpha: float, lambda_in: float,
-              lambda_out: float, batch: int, fakes: float, form: str = "relative") -> "LinkSettings":
+              lambda_out: float, batch: int, fakes: float, form: str = "relative",
+              samples: str = "split") -> "LinkSettings":
         masks = {}
         for link in partition:
-            if not link.region.is_fixed:
-                raise NotImplementedError(
-                    f"link '{link.name}' has a semantic region, which needs a segmenter at training time; "
-                    "this version trains fixed regions (box, ellipse, polygon, mask) only")
-            masks[link.name] = partition.region_mask(link.name, resolution, device=device).to(torch.float32)
-        return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form)
+            if link.region.is_fixed:
+                masks[link.name] = partition.region_mask(link.name, resolution, device=device).to(torch.float32)
+            else:
+                try:
+                    link.region.model()  # load now: a missing file or unknown class fails before training
+                except ValueError as err:
+                    raise type(err)(f"link '{link.name}': {err}") from None
+        return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form, samples)
 
     def loss(self, G: Generator, ws: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted regularizer sum_i lambda_in L_in_i + lambda_out L_out_i, and its terms."""
-        terms = link_loss(G, ws, self.partition, self.masks, self.alpha, form=self.form)
+        terms = link_loss(G, ws, self.partition, self.masks, self.alpha, form=self.form, samples=self.samples)
         total = sum(self.lambda_in * terms[f"in/{n}"] + self.lambda_out * terms[f"out/{n}"]
-                    for n in self.partition.names)
+                    for n in self.partition.names if f"in/{n}" in terms)
         return total, terms
 
     def perturb_some(self, ws: torch.Tensor) -> torch.Tensor:

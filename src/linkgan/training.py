@@ -139,11 +139,15 @@ class Trainer:
                 net.to(memory_format=torch.channels_last)
 
         self.partition = config.partition()
+        # Saved with explicit axis ranges and absolute mask/segmenter paths, so that every
+        # later command finds the same links from any folder.
+        config.links = self.partition.to_specs()
         self.link = None
         if len(self.partition):
             self.link = LinkSettings.build(
                 self.partition, m.resolution, self.device, t.link_alpha, t.link_lambda_in, t.link_lambda_out,
-                t.link_batch or t.batch, t.link_fakes, t.link_loss)
+                t.link_batch or t.batch, t.link_fakes, t.link_loss, t.link_samples)
+        self.metric_names = self._check_metrics(t.metrics)
         self.r1_gamma = t.r1_gamma if t.r1_gamma is not None else auto_r1_gamma(m.resolution, t.batch)
         autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision]
         self.scaler = torch.amp.GradScaler("cuda") if (t.precision == "fp16" and self.device.type == "cuda") else None
@@ -161,6 +165,20 @@ class Trainer:
         self.grid_seeds = list(range(t.grid_size))
 
     # -- set-up ---------------------------------------------------------------------------
+    def _check_metrics(self, spec: str) -> list[str]:
+        """The --metrics names, checked now rather than at the first snapshot (names, links,
+        the Inception network for fid/kid)."""
+        from .metrics import MSE_PATTERN, parse_metric_names
+
+        names = parse_metric_names(spec or "")
+        if any(MSE_PATTERN.match(n) for n in names) and not len(self.partition):
+            raise ConfigError(f"--metrics {spec}: masked MSE needs links, and this run has none")
+        if any(not MSE_PATTERN.match(n) for n in names):
+            from .fid import find_inception_file
+
+            find_inception_file()
+        return names
+
     def _build_phases(self) -> list[Phase]:
         t = self.config.train
         link_start = int(t.link_start_kimg * 1000 / t.batch)
@@ -303,10 +321,13 @@ class Trainer:
                 if self.images_seen // snap_every != prev // snap_every and self.images_seen < total:
                     ckpt_path = self.save()
                     self._log_grid(writer)
+                    self._log_metrics(writer)
                 if max_steps is not None and steps_done >= max_steps:
                     break
             ckpt_path = self.save()
             self._log_grid(writer)
+            if not self.stop_requested:
+                self._log_metrics(writer)
         finally:
             signal.signal(signal.SIGINT, prev_handler)
             bar.close()
@@ -328,6 +349,21 @@ class Trainer:
             if k not in ("step", "kimg"):
                 writer.add_scalar(k if "/" in k else f"Timing/{k}", v, self.images_seen)
         writer.add_scalar("Progress/kimg", record["kimg"], self.images_seen)
+        with open(self.run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _log_metrics(self, writer) -> None:
+        """Evaluates TrainConfig.metrics on G_ema; the training RNG is left untouched."""
+        if not self.metric_names:
+            return
+        from .metrics import compute_metrics, flatten_metrics
+
+        result = compute_metrics(self.G_ema, self.partition, self.metric_names, device=self.device,
+                                 data=self.dataset)
+        record = {"step": self.step, "kimg": self.images_seen / 1000, **flatten_metrics(result)}
+        for k, v in record.items():
+            if k not in ("step", "kimg"):
+                writer.add_scalar(k, v, self.images_seen)
         with open(self.run_dir / "stats.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
