@@ -35,7 +35,10 @@ EYES, MOUTH = DEMO_LINKS  # 64 axes each, boxes around toyfaces' eyes and mouth
 CORNERS = [{"name": f"corner_{n}", "region": {"box": box}, "axes": 128} for n, box in (
     ("tl", [0.0, 0.0, 0.5, 0.5]), ("tr", [0.5, 0.0, 1.0, 0.5]),
     ("bl", [0.0, 0.5, 0.5, 1.0]), ("br", [0.5, 0.5, 1.0, 1.0]))]
-ARMS = {"plain": [], "eyes": [EYES], "eyes_mouth": [EYES, MOUTH], "corners": CORNERS}
+# arm -> (links, train option overrides); the *_split arms time-share the sub-batch among the links.
+SPLIT = {"link_samples": "split"}
+ARMS = {"plain": ([], {}), "eyes": ([EYES], {}), "eyes_mouth": ([EYES, MOUTH], {}), "corners": (CORNERS, {}),
+        "eyes_mouth_split": ([EYES, MOUTH], SPLIT), "corners_split": (CORNERS, SPLIT)}
 
 
 def finetune(base: str, data: str, out: Path, links: list[dict], kimg: float, overrides: dict) -> Path:
@@ -66,11 +69,16 @@ def edit_figure(run: Path, specs: list[dict], link: str, path: Path, complement:
     return pipe.save_edit_grid(range(4), link, path, complement=complement)
 
 
-def overhead(base: str, data: str, rounds: int = 6, steps_per_round: int = 16) -> dict:
-    """img/s of training steps without links, with 1 link and with 4 links (interval 8), in one process.
+OVERHEAD_ARMS = (("vanilla", [], "all"), ("1 link", [EYES], "all"), ("4 links", CORNERS, "all"),
+                 ("4 links, link_samples=split", CORNERS, "split"))
 
-    Four links are timed with the default link_samples=split and with link_samples=all. The
-    arms take turns, a round of 16 steps each (a whole number of every lazy interval), so
+
+def overhead(base: str, data: str, arms=OVERHEAD_ARMS, rounds: int = 6, steps_per_round: int = 16) -> dict:
+    """img/s of training steps of each arm (name, links, link_samples) at the default interval 8,
+    in one process; the first arm is the reference of the overhead ratios.
+
+    By default: no links, 1 link and 4 links, the latter with the default link_samples=all
+    and with link_samples=split. The arms take turns, a round of 16 steps each (a whole number of every lazy interval), so
     that a change of machine load during the measurement hits every arm alike.
     """
     from linkgan.data import ImageDataset
@@ -80,8 +88,6 @@ def overhead(base: str, data: str, rounds: int = 6, steps_per_round: int = 16) -
     base_cfg = RunConfig.from_dict(load_checkpoint(base).config)
     ds = ImageDataset(data, resolution=base_cfg.model.resolution)
     real = torch.stack([ds[i] for i in range(base_cfg.train.batch)])
-    arms = (("vanilla", [], "split"), ("1 link", [EYES], "split"), ("4 links", CORNERS, "split"),
-            ("4 links, link_samples=all", CORNERS, "all"))
     trainers, seconds = {}, {}
     for name, links, samples in arms:
         t = TrainConfig(data=data, batch=base_cfg.train.batch, workers=0, link_samples=samples)
@@ -98,7 +104,8 @@ def overhead(base: str, data: str, rounds: int = 6, steps_per_round: int = 16) -
                 seconds[name] += time.perf_counter() - t0
     images = base_cfg.train.batch * steps_per_round * rounds
     speed = {name: images / s for name, s in seconds.items()}
-    return {k: {"img_per_s": v, "overhead": speed["vanilla"] / v} for k, v in speed.items()}
+    reference = speed[arms[0][0]]
+    return {k: {"img_per_s": v, "overhead": reference / v} for k, v in speed.items()}
 
 
 def main():
@@ -121,17 +128,18 @@ def main():
     results["setup"] = {"base": base, "kimg": args.kimg, "n": args.n, "overrides": overrides,
                         "base_kimg": load_checkpoint(base).state.get("kimg")}
     for arm in [a for a in args.arms.split(",") if a]:
-        run = finetune(base, args.data, out / arm, ARMS[arm], args.kimg, overrides)
+        links, arm_overrides = ARMS[arm]
+        run = finetune(base, args.data, out / arm, links, args.kimg, {**overrides, **arm_overrides})
         if arm == "plain":
             continue
-        results.setdefault("linkgan", {})[arm] = measure(run, ARMS[arm], args.n)
+        results.setdefault("linkgan", {})[arm] = measure(run, links, args.n)
         if (out / "plain").exists():
-            results.setdefault("baseline", {})[arm] = measure(out / "plain", ARMS[arm], args.n)
-        for spec in ARMS[arm][:2]:
-            edit_figure(run, ARMS[arm], spec["name"], docs / "images" / f"edit-{arm}-{spec['name']}.png")
+            results.setdefault("baseline", {})[arm] = measure(out / "plain", links, args.n)
+        for spec in links[:2]:
+            edit_figure(run, links, spec["name"], docs / "images" / f"edit-{arm}-{spec['name']}.png")
         if arm == "eyes":
-            edit_figure(run, ARMS[arm], "eyes", docs / "images" / "edit-eyes-complement.png", complement=True)
-            edit_figure(out / "plain", ARMS[arm], "eyes", docs / "images" / "edit-plain-eyes.png")
+            edit_figure(run, links, "eyes", docs / "images" / "edit-eyes-complement.png", complement=True)
+            edit_figure(out / "plain", links, "eyes", docs / "images" / "edit-plain-eyes.png")
         results_path.parent.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=2))
     if not args.skip_overhead:

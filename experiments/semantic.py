@@ -20,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from regularizer import edit_figure, finetune, measure
+from regularizer import edit_figure, finetune, measure, overhead
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.segment import evaluate_segmenter, load_segmenter, train_segmenter
@@ -64,6 +64,8 @@ def main():
     p.add_argument("--kimg", type=float, default=20.0)
     p.add_argument("--out", default="runs/semantic")
     p.add_argument("--docs", default="docs")
+    p.add_argument("--datasets", default="scenes,toyfaces", help="which arms to run")
+    p.add_argument("--skip-overhead", action="store_true", help="do not time the segmenter's cost")
     args = p.parse_args()
     out, docs = Path(args.out), Path(args.docs)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,15 +87,24 @@ def main():
     seg_faces, results["segmenters"]["toyfaces"] = segmenter_for(args.faces_data, out / "seg-toyfaces.safetensors")
     save()
 
-    scenes_plain = finetune(scenes_base, args.scenes_data, out / "scenes-plain", [], args.kimg, {})
     scenes_links = [semantic_link("sky", ["sky"], seg_scenes), semantic_link("building", ["building"], seg_scenes)]
+    if "toyfaces" in args.datasets:
+        faces_links = [semantic_link("mouth", ["mouth"], seg_faces)]
+        arm(results, "toyfaces", faces_base, args.faces_data, out / "faces-mouth", faces_links,
+            Path(args.faces_plain), args.kimg, docs, [("mouth", False)])
+        save()
+    if "scenes" not in args.datasets:
+        return
+    scenes_plain = finetune(scenes_base, args.scenes_data, out / "scenes-plain", [], args.kimg, {})
     arm(results, "scenes", scenes_base, args.scenes_data, out / "scenes-sky-building", scenes_links, scenes_plain,
         args.kimg, docs, [("sky", False), ("building", False), ("sky", True)])
     save()
-    faces_links = [semantic_link("mouth", ["mouth"], seg_faces)]
-    arm(results, "toyfaces", faces_base, args.faces_data, out / "faces-mouth", faces_links, Path(args.faces_plain),
-        args.kimg, docs, [("mouth", False)])
-    save()
+    if not args.skip_overhead:
+        boxes = [{"name": "sky", "region": {"box": [0, 0, 1, 0.4]}, "axes": 64},
+                 {"name": "building", "region": {"box": [0.2, 0.3, 0.8, 0.7]}, "axes": 64}]
+        results["overhead"] = overhead(scenes_base, args.scenes_data, arms=(
+            ("vanilla", [], "all"), ("2 box links", boxes, "all"), ("2 semantic links", scenes_links, "all")))
+        save()
     print(markdown_tables(results))
 
 
@@ -109,6 +120,9 @@ def markdown_tables(results: dict) -> str:
             b = results["baseline"][key][link]
             lines.append(f"| {key} | {link} | {r['mse_in']:.5f} | {r['mse_out']:.5f} | {r['mse_in_complement']:.5f} "
                          f"| **{r['locality']:.3f}** | {b['locality']:.3f} | {b['locality'] / r['locality']:.1f}x |")
+    if "overhead" in results:
+        lines += ["", "| training (scenes, interval 8) | img/s | time vs vanilla |", "|---|---|---|"]
+        lines += [f"| {k} | {v['img_per_s']:.1f} | {v['overhead']:.3f}x |" for k, v in results["overhead"].items()]
     return "\n".join(lines)
 
 

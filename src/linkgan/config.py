@@ -104,10 +104,10 @@ class TrainConfig:
                          "'relative' (each divided by the whole change of the same edit; scale free).",
                          choices=["absolute", "relative"])
     link_batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = the whole batch.")
-    link_samples: str = opt("split", "How the Glink sub-batch serves several links: 'split' deals the samples out "
-                            "to the links, so the cost does not grow with the number of links; 'all' renders "
-                            "every link's edits for every sample ((1 + 2K) images per sample).",
-                            choices=["split", "all"])
+    link_samples: str = opt("all", "How the Glink sub-batch serves several links: 'all' renders every link's edits "
+                            "for every sample ((1 + 2K) images per sample); 'split' deals the samples out to "
+                            "the links (3 images per sample whatever K is: cheaper, but each link learns from "
+                            "fewer samples and locality comes slower).", choices=["all", "split"])
     segmenter: str = opt("", "Segmenter for semantic links that name none: a .safetensors file from "
                          "`linkgan segmenter train`, a TorchScript or ONNX file, or package.module:attr.")
     link_start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "

@@ -86,7 +86,7 @@ def _region_masks(partition: LatentPartition, masks: dict[str, torch.Tensor], na
 
 def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks: dict[str, torch.Tensor],
               alpha: float, generator: torch.Generator | None = None,
-              form: str = "relative", samples: str = "split") -> dict[str, torch.Tensor]:
+              form: str = "relative", samples: str = "all") -> dict[str, torch.Tensor]:
     """Computes the LinkGAN terms for a batch.
 
     ws: (N, num_ws, w_dim) latents; masks: link name -> (H, W) {0,1} fixed region mask at G's
@@ -94,12 +94,15 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     sample by its segmenter on the rendered images, without gradient. Returns a dict with per-link ``in/<name>``, ``out/<name>`` (scalars),
     ``images`` (all rendered images, for feeding D) and ``x``.
 
-    samples='all' renders x1 and x2 of every link for every sample: (1 + 2K) * N images, so
-    the cost grows with the number of links K. samples='split' (the default) deals the
-    samples out to the links in turn (from a random first link), and renders x, x1 and x2 of
-    each sample's own link only: 3 * N images whatever K is. Each link's terms are the mean
-    over its own samples, so both modes estimate the same loss; 'split' with one link is
-    'all'. A link that gets no sample (N < K) is left out of that call.
+    samples='all' (the default) renders x1 and x2 of every link for every sample: (1 + 2K) * N
+    images, so the cost grows with the number of links K, but x is shared, which makes it the
+    cheapest per (link, sample) pair. samples='split' deals the samples out to the links in
+    turn (from a random first link) and renders x, x1 and x2 of each sample's own link only:
+    3 * N images whatever K is. Each link's terms are the mean over its own samples, so both
+    modes estimate the same loss, 'split' from N / K samples per link; with one link they
+    are the same. A link that gets no sample (N < K) is left out of that call.
+    docs/results/regularizer.md measures both: with four links, 'split' is 1.35x faster but
+    its noisier per-link estimate leaves locality 3-5x worse after the same kimg.
 
     form='absolute' is the paper's loss: the masked mean squared changes themselves.
     form='relative' divides each by the whole change of the same edit: L_out becomes the
@@ -172,7 +175,7 @@ class LinkSettings:
     @classmethod
     def build(cls, partition: LatentPartition, resolution: int, device, alpha: float, lambda_in: float,
               lambda_out: float, batch: int, fakes: float, form: str = "relative",
-              samples: str = "split") -> "LinkSettings":
+              samples: str = "all") -> "LinkSettings":
         masks = {}
         for link in partition:
             if link.region.is_fixed:
