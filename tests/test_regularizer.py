@@ -108,7 +108,8 @@ def test_split_mode_moves_each_sample_only_along_its_own_links_axes():
 
     masks = {n: p.region_mask(n, RES).float() for n in p.names}
     n = 6
-    link_loss(Recorder(), torch.randn(n, 2, W), p, masks, alpha=1.0, generator=torch.Generator().manual_seed(0))
+    link_loss(Recorder(), torch.randn(n, 2, W), p, masks, alpha=1.0, generator=torch.Generator().manual_seed(0),
+              samples="split")
     x, x1, x2 = seen[0].split(n)
     moved1 = (x1 != x)[:, 0]  # (n, W): which axes moved in the link edit
     moved2 = (x2 != x)[:, 0]

@@ -80,8 +80,11 @@ def _region_masks(partition: LatentPartition, masks: dict[str, torch.Tensor], na
     if name in masks:
         return masks[name], masks[name]
     region = partition[name].region
-    with torch.no_grad():
-        return (region.edit_masks(x, x2).to(x.dtype), region.edit_masks(x, x1).to(x.dtype))
+    with torch.no_grad():  # one segmenter call for x, x1 and x2
+        m, m1, m2 = region.masks_for(torch.cat([x, x1, x2])).to(x.dtype).split(x.shape[0])
+    if region.mask_mode == "source":
+        return m, m
+    return torch.maximum(m, m2), torch.maximum(m, m1)  # union with the edited image's region
 
 
 def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks: dict[str, torch.Tensor],
@@ -91,8 +94,9 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
 
     ws: (N, num_ws, w_dim) latents; masks: link name -> (H, W) {0,1} fixed region mask at G's
     resolution. A link missing from ``masks`` must be semantic: its masks are computed per
-    sample by its segmenter on the rendered images, without gradient. Returns a dict with per-link ``in/<name>``, ``out/<name>`` (scalars),
-    ``images`` (all rendered images, for feeding D) and ``x``.
+    sample by its segmenter on the rendered images, without gradient (see
+    SemanticRegion.mask_mode). Returns a dict with per-link ``in/<name>``, ``out/<name>``
+    (scalars), ``images`` (all rendered images, for feeding D) and ``x``.
 
     samples='all' (the default) renders x1 and x2 of every link for every sample: (1 + 2K) * N
     images, so the cost grows with the number of links K, but x is shared, which makes it the
