@@ -5,14 +5,19 @@ Measures, in one process so that the ratios are comparable:
     a whole number of their intervals) at res 32, batch 32, 64 channels;
   * the FLOPs of those steps (counted by torch's FlopCounterMode), hence achieved GFLOP/s;
   * the GFLOP/s of a large fp32 matmul (2048^2), the practical ceiling;
-  * the same for each modulated-conv formulation, to justify ModulatedConv2d's 'auto'.
+  * the same for each modulated-conv formulation, to justify ModulatedConv2d's 'auto';
+  * LinkGAN's cost: img/s with no link, one link (eyes) and four links (the image's
+    quarters), the Glink phase every 8 steps (the default), and each one's time relative to
+    no link. The three take turns, ``--rounds`` rounds of ``--steps`` steps, and the median
+    round counts, so that a change of machine load hits them alike. The target is <= 1.15x.
 
-Usage: python benchmarks/train_speed.py [--res 32] [--batch 32] [--cmax 64] [--steps 16]
+Usage: python benchmarks/train_speed.py [--res 32] [--batch 32] [--cmax 64] [--steps 16] [--rounds 5]
 """
 
 import argparse
 import json
 import platform
+import statistics
 import time
 
 import torch
@@ -98,6 +103,41 @@ def bench_steps(args, modconv, flops=None):
             "gflop_per_img": flops / (args.batch * args.steps) / 1e9, "flops": flops}
 
 
+EYES = {"name": "eyes", "region": {"box": [0.22, 0.36, 0.78, 0.52]}, "axes": 64}
+QUARTERS = [{"name": f"q{i}", "region": {"box": [x, y, x + 0.5, y + 0.5]}, "axes": 64}
+            for i, (x, y) in enumerate([(0, 0), (0.5, 0), (0, 0.5), (0.5, 0.5)])]
+
+
+def bench_links(args) -> dict:
+    """img/s and time relative to no link, for 0, 1 and 4 links, measured in turns."""
+    arms = {"vanilla": [], "1 link": [EYES], "4 links": QUARTERS}
+    trainers, speeds = {}, {name: [] for name in arms}
+    for name, links in arms.items():
+        torch.manual_seed(0)
+        cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res,
+                                          channel_max=args.cmax),
+                        train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device),
+                        links=links)
+        trainers[name] = Trainer(cfg, progress=False, dataset=RandomImages(args.res))
+        real = trainers[name].dataset.data[: args.batch]
+        for _ in range(2):
+            trainers[name].train_step(real, LossStats())
+    for _ in range(args.rounds):
+        for name, trainer in trainers.items():
+            real, stats = trainer.dataset.data[: args.batch], LossStats()
+            trainer.step = 0  # whole cycles of every lazy phase (Glink every 8, R1 every 16)
+            sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+            sync()
+            t = time.perf_counter()
+            for _ in range(args.steps):
+                trainer.train_step(real, stats)
+            sync()
+            speeds[name].append(args.batch * args.steps / (time.perf_counter() - t))
+    ref = statistics.median(speeds["vanilla"])
+    return {name: {"img_per_s": statistics.median(v), "time_vs_vanilla": ref / statistics.median(v),
+                   "rounds_img_per_s": v} for name, v in speeds.items()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--res", type=int, default=32)
@@ -105,6 +145,7 @@ def main():
     p.add_argument("--cmax", type=int, default=64)
     p.add_argument("--steps", type=int, default=16, help="a multiple of the R1 interval (16)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--rounds", type=int, default=5, help="turns of the link arms")
     args = p.parse_args()
     torch.manual_seed(0)
     peak = matmul_gflops()
@@ -121,6 +162,8 @@ def main():
     result["fastest_modconv"] = best
     result["img_per_s"] = result[f"modconv_{best}"]["img_per_s"]
     result["ratio_to_matmul"] = result[f"modconv_{best}"]["ratio_to_matmul"]
+    result["links"] = bench_links(args)
+    result["link_overhead_target"] = 1.15
     print(json.dumps(result, indent=2))
 
 

@@ -119,25 +119,29 @@ def main():
     p.add_argument("--docs", default="docs")
     p.add_argument("--set", action="append", default=[], help="train option override KEY=VALUE")
     p.add_argument("--skip-overhead", action="store_true", help="do not measure the training overhead")
+    p.add_argument("--tag", default="", help="keep these results apart: under TAG in the JSON, and in "
+                   "edit-ARM-TAG-LINK.png (e.g. --tag 30kimg with --kimg 30)")
     args = p.parse_args()
     overrides = dict(s.split("=", 1) for s in args.set)
     base = str(list_checkpoints(args.base)[-1]) if Path(args.base).is_dir() else args.base
     out, docs = Path(args.out), Path(args.docs)
     results_path = docs / "results" / "regularizer.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    results["setup"] = {"base": base, "kimg": args.kimg, "n": args.n, "overrides": overrides,
+    section = results.setdefault(args.tag, {}) if args.tag else results
+    suffix = f"-{args.tag}" if args.tag else ""
+    section["setup"] = {"base": base, "kimg": args.kimg, "n": args.n, "overrides": overrides,
                         "base_kimg": load_checkpoint(base).state.get("kimg")}
     for arm in [a for a in args.arms.split(",") if a]:
         links, arm_overrides = ARMS[arm]
         run = finetune(base, args.data, out / arm, links, args.kimg, {**overrides, **arm_overrides})
         if arm == "plain":
             continue
-        results.setdefault("linkgan", {})[arm] = measure(run, links, args.n)
+        section.setdefault("linkgan", {})[arm] = measure(run, links, args.n)
         if (out / "plain").exists():
-            results.setdefault("baseline", {})[arm] = measure(out / "plain", links, args.n)
+            section.setdefault("baseline", {})[arm] = measure(out / "plain", links, args.n)
         for spec in links[:2]:
-            edit_figure(run, links, spec["name"], docs / "images" / f"edit-{arm}-{spec['name']}.png")
-        if arm == "eyes":
+            edit_figure(run, links, spec["name"], docs / "images" / f"edit-{arm}{suffix}-{spec['name']}.png")
+        if arm == "eyes" and not args.tag:
             edit_figure(run, links, "eyes", docs / "images" / "edit-eyes-complement.png", complement=True)
             edit_figure(out / "plain", links, "eyes", docs / "images" / "edit-plain-eyes.png")
         results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +149,7 @@ def main():
     if not args.skip_overhead:
         results["overhead"] = overhead(base, args.data)
     results_path.write_text(json.dumps(results, indent=2))
-    print(markdown_tables(results))
+    print(markdown_tables(section))
 
 
 def markdown_tables(results: dict) -> str:

@@ -255,7 +255,7 @@ def test_semantic_region_resolves_its_segmenter_path_and_keeps_callable_specs(tm
     assert region_from_spec(spec).to_spec() == spec
     assert SemanticRegion("sky").with_segmenter("a:b").segmenter == "a:b"
     assert rel.with_segmenter("a:b") is rel, "a region's own segmenter wins over the default"
-    with pytest.raises(RegionError, match="mask_mode must be one of union, source"):
+    with pytest.raises(RegionError, match="mask_mode must be one of union, shared, source"):
         SemanticRegion("sky", mask_mode="intersection")
     with pytest.raises(RegionError, match="'mask_mode' only applies to semantic"):
         region_from_spec({"box": [0, 0, 1, 1], "mask_mode": "union"})

@@ -95,6 +95,43 @@ def test_union_mode_lets_a_semantic_region_move_with_its_own_axes(red_spec):
     assert terms["union"]["in/red"].item() == 0.0 and terms["source"]["in/red"].item() == 0.0
 
 
+def test_shared_mode_compares_a_complement_edit_only_where_both_images_are_region(red_spec):
+    x, moved = square(2, torch.tensor([True, True])), square(2, torch.tensor([True, False]))
+    region = SemanticRegion(["red"], segmenter=red_spec, mask_mode="shared")
+    left = torch.zeros(RES, RES, dtype=torch.bool)
+    left[6:10, 2:6] = True
+    right = torch.zeros(RES, RES, dtype=torch.bool)
+    right[6:10, 10:14] = True
+    assert torch.equal(region.edit_masks(x, moved)[1], left | right), "the link's own edit: the union"
+    inter = region.complement_masks(x, moved)
+    assert torch.equal(inter[0], left) and not inter[1].any(), "the complement's edit: the intersection"
+    union = SemanticRegion(["red"], segmenter=red_spec)
+    assert torch.equal(union.complement_masks(x, moved)[1], left | right)
+
+
+class PushedSquareG(MovingSquareG):
+    """The square moves with a complement axis (8), as a building pushes the skyline; the
+    link's axis 0 only recolours the background."""
+
+    def synthesis(self, ws, **kw):
+        img = square(ws.shape[0], ws[:, 0, 8] >= 0)
+        background = (img[:, 1:2] == -0.5).float()
+        return img + 0.3 * torch.tanh(ws[:, 0, 0])[:, None, None, None] * background
+
+
+def test_shared_mode_lets_other_axes_move_the_border(red_spec):
+    """Under union masks, the complement moving the square counts as change inside the
+    region; under shared masks it does not (no pixel is red in both images and changed)."""
+    terms = {}
+    for mode in ("union", "shared"):
+        part = LatentPartition.from_specs([{"name": "red", "axes": 8, "region": {
+            "semantic": ["red"], "segmenter": red_spec, "mask_mode": mode}}], W, RES)
+        terms[mode] = link_loss(PushedSquareG(), torch.full((16, 2, W), 0.05), part, {}, alpha=3.0,
+                                form="absolute", generator=torch.Generator().manual_seed(0))
+    assert terms["union"]["in/red"].item() > 0.01
+    assert terms["shared"]["in/red"].item() == 0.0
+
+
 def test_unknown_class_or_missing_segmenter_fails_before_training(red_spec, tmp_path):
     with pytest.raises(ValueError, match=r"'sky'.*other, red"):
         SemanticRegion(["sky"], segmenter=red_spec).model()

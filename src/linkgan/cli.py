@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 from pathlib import Path
@@ -66,8 +67,17 @@ def explicit_overrides(args: argparse.Namespace) -> dict:
 # --------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
     from .checkpoint import load_checkpoint
+    from .distributed import launched_by_torchrun, strip_option, torchrun_command
     from .training import train
 
+    if args.gpus is not None and args.gpus < 1:
+        raise ConfigError(f"--gpus must be at least 1, got {args.gpus}")
+    if args.gpus and args.gpus > 1 and not launched_by_torchrun():
+        import subprocess
+
+        cmd = torchrun_command(args.gpus, strip_option(args.argv, "--gpus"))
+        print("running:", " ".join(cmd), flush=True)
+        return subprocess.run(cmd).returncode
     overrides = explicit_overrides(args)
     if args.resume:
         ckpt = load_checkpoint(args.resume)
@@ -88,6 +98,8 @@ def cmd_train(args) -> int:
             raise ConfigError("links cannot change when resuming; start a new run with --init RUN --links ...")
         apply_link_options(config, args.links, args.link)
     result = train(config, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) > 0:
+        return 0
     print(f"{'stopped' if result.interrupted else 'done'}: {result.images_seen / 1000:.2f} kimg, "
           f"checkpoint {result.checkpoint}")
     print(f"samples: {result.run_dir / 'samples-latest.png'}   tensorboard --logdir {result.run_dir}")
@@ -278,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", help="Continue a run: a run directory (its newest checkpoint) or a checkpoint "
                                     "file. Restores G, D, G_ema, optimizers, counters and RNG state.")
     t.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    t.add_argument("--gpus", type=int, default=None, metavar="N",
+                   help="Train data-parallel in N processes on this machine (torch.distributed: one per GPU "
+                        "with NCCL on CUDA, CPU processes with gloo otherwise); this runs torchrun for you. "
+                        "--batch stays the global batch. For several machines call torchrun yourself (README).")
     t.add_argument("--links", metavar="YAML", help="LinkGAN links file: {links: [{name: eyes, region: {box: [x0, y0, "
                    "x1, y1]}, axes: 64}, ...], allow_overlap: false}. Regions are box, ellipse [cx, cy, rx, ry], "
                    "polygon [[x, y], ...] or mask PATH.png, in [0,1] image coordinates (y down). axes: a count "
@@ -367,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         return args.func(args)
     except (ConfigError, CheckpointError, DatasetError, NonFiniteLossError, ValueError, FileNotFoundError,

@@ -81,6 +81,9 @@ class StyleGAN2Loss:
         self.pl_mean = torch.zeros([], device=device)
         self.autocast_dtype = autocast_dtype
         self.device = device
+        # 'random' in training; 'const' makes the G and D phases a deterministic function of
+        # their latents (the data-parallel equivalence test uses it).
+        self.noise_mode = "random"
 
     def autocast(self):
         """Mixed precision for the main phases on CUDA; regularizers stay in fp32."""
@@ -97,7 +100,7 @@ class StyleGAN2Loss:
 
     def run_G(self, z: torch.Tensor, update_w_avg: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         ws = self.sample_ws(z, update_w_avg)
-        return self.G.synthesis(ws), ws
+        return self.G.synthesis(ws, noise_mode=self.noise_mode), ws
 
     def run_D(self, img: torch.Tensor) -> torch.Tensor:
         return self.D(img)

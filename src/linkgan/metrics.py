@@ -19,7 +19,8 @@ that only the latent edit changes pixels.
 A semantic link's region is found per image by its segmenter, as in training: with
 ``mask_mode: union`` (the default) it is the region of the original united with the region
 of the edited image, so that pixels a sky edit turns into sky count as inside; with
-``source`` it is the original's region only.
+``source`` it is the original's region only; with ``shared``, ``mse_in_complement`` is
+measured over the pixels that are the region in both images.
 """
 
 from __future__ import annotations
@@ -38,8 +39,14 @@ AVAILABLE = ("mse<N>k (masked MSE per link over N thousand samples, e.g. mse1k),
 
 
 def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, batch: int = 50, seed: int = 123,
-                      device=None, progress: bool = False) -> dict[str, dict[str, float]]:
-    """{link: {mse_in, mse_out, mse_in_complement, locality}} over n random samples."""
+                      device=None, progress: bool = False, dist_env=None) -> dict[str, dict[str, float]]:
+    """{link: {mse_in, mse_out, mse_in_complement, locality}} over n random samples.
+
+    dist_env (a linkgan.distributed.DistEnv): in a multi-process job every rank renders
+    every world-th batch and the sums are all-reduced, so that the result is that of one
+    process over the same n samples.
+    """
+    rank, world = (dist_env.rank, dist_env.world) if dist_env is not None else (0, 1)
     if len(partition) == 0:
         raise ValueError("the model has no links; give --links links.yaml to measure a partition on it")
     device = device or next(G.parameters()).device
@@ -50,12 +57,17 @@ def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, b
              for link in partition if link.region.is_fixed}
     from tqdm.auto import tqdm
 
-    done = 0
-    with torch.no_grad(), tqdm(total=n, desc="mse", unit="img", disable=not progress) as bar:
+    done, k_batch = 0, -1
+    with torch.no_grad(), tqdm(total=n, desc="mse", unit="img", disable=not progress or rank > 0) as bar:
         while done < n:
             b = min(batch, n - done)
             z = torch.randn(b, G.z_dim, generator=gen).to(device)
             z2 = torch.randn(b, G.z_dim, generator=gen).to(device)
+            k_batch += 1
+            if k_batch % world != rank:  # another rank's batch (its latents are drawn all the same)
+                done += b
+                bar.update(b)
+                continue
             ws, ws2 = G.mapping(z), G.mapping(z2)
             edited = [ws]
             for name in partition.names:
@@ -71,12 +83,17 @@ def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, b
                     m = m_rest = masks[name]
                 else:  # semantic: per-image masks (the segmenter wants [-1, 1])
                     m = link.region.edit_masks(x * 2 - 1, link_moved * 2 - 1).float()
-                    m_rest = link.region.edit_masks(x * 2 - 1, rest_moved * 2 - 1).float()
+                    m_rest = link.region.complement_masks(x * 2 - 1, rest_moved * 2 - 1).float()
                 sums[name]["mse_in"] += masked_mse(link_moved, x, m).sum().item()
                 sums[name]["mse_out"] += masked_mse(link_moved, x, 1 - m).sum().item()
                 sums[name]["mse_in_complement"] += masked_mse(rest_moved, x, m_rest).sum().item()
             done += b
             bar.update(b)
+    if world > 1:
+        from .distributed import all_gather_objects
+
+        per_rank = all_gather_objects(sums, dist_env)
+        sums = {name: {k: sum(r[name][k] for r in per_rank) for k in s} for name, s in sums.items()}
     result = {}
     for name, s in sums.items():
         r = {k: v / n for k, v in s.items()}
@@ -103,13 +120,23 @@ def parse_metric_names(spec: str) -> list[str]:
 
 
 def compute_metrics(G: Generator, partition: LatentPartition, names: list[str], device=None,
-                    progress: bool = False, data=None, cache_dir=None) -> dict:
+                    progress: bool = False, data=None, cache_dir=None, dist_env=None) -> dict:
     """Evaluates each named metric: {'mse1k': {link: {...}}, 'fid5k': float, ...}.
 
     data: the real images for FID/KID, an ImageDataset or a path (opened at G's resolution).
+    dist_env: in a multi-process job (every rank calls this), masked MSE is shared out among
+    the ranks; FID/KID are computed by rank 0 while the others wait, and every rank gets
+    the same result.
     """
     out: dict = {}
     inception_names = [n for n in names if _is_inception_metric(n)]
+    if inception_names and dist_env is not None and dist_env.active:
+        from .distributed import all_gather_objects
+
+        values = compute_metrics(G, partition, inception_names, device, progress, data, cache_dir) \
+            if dist_env.is_main else None
+        out.update(all_gather_objects(values, dist_env)[0])
+        inception_names = []
     if inception_names:
         from .data import ImageDataset
         from .fid import compute_fid_kid
@@ -123,7 +150,8 @@ def compute_metrics(G: Generator, partition: LatentPartition, names: list[str], 
     for name in names:
         m = MSE_PATTERN.match(name)
         if m:
-            out[name] = masked_mse_metric(G, partition, n=int(m.group(1)) * 1000, device=device, progress=progress)
+            out[name] = masked_mse_metric(G, partition, n=int(m.group(1)) * 1000, device=device, progress=progress,
+                                          dist_env=dist_env)
     return {name: out[name] for name in names}
 
 

@@ -414,7 +414,7 @@ class MaskRegion(Region):
         return f"mask region {str(self.path)!r}"
 
 
-MASK_MODES = ("union", "source")
+MASK_MODES = ("union", "shared", "source")
 
 
 def resolve_segmenter_spec(spec: str, base_dir: str | os.PathLike | None = None) -> str:
@@ -446,6 +446,13 @@ class SemanticRegion(Region):
         are not counted as change outside the region, and a complement edit that paints
         over the sky is counted as change inside it. The region may thus change its shape
         with its own axes but not with the others.
+      * ``shared``: the link's own edit as in ``union``; the complement's edit only over the
+        pixels that are in the region in both x and x'. The rest of w may then move the
+        region's border (a building grows into the sky), but not change what stays region.
+        Use it for several semantic links that touch each other: under ``union`` the sky
+        link forbids the building axes to move the skyline and the building link forbids
+        the sky axes to, so no axis may move it and the generator freezes the layout
+        (docs/results/semantic.md shows the collapse).
       * ``source``: the mask of x only. Then any change of the region's extent counts as
         change outside it, which forbids shape edits (a sky link could only recolour).
     """
@@ -503,11 +510,19 @@ class SemanticRegion(Region):
         return model.masks(images.detach(), list(self.classes))
 
     def edit_masks(self, x: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
-        """Masks (N, H, W) for comparing ``edited`` with ``x``, per ``mask_mode``; one segmenter call."""
+        """Masks (N, H, W) for comparing ``edited`` (x with the link's axes changed) with ``x``,
+        per ``mask_mode``; one segmenter call."""
         if self.mask_mode == "source":
             return self.masks_for(x)
         both = self.masks_for(torch.cat([x, edited]))
         return both[: x.shape[0]] | both[x.shape[0]:]
+
+    def complement_masks(self, x: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
+        """Masks (N, H, W) for comparing ``edited`` (x with every other axis changed) with ``x``."""
+        if self.mask_mode != "shared":
+            return self.edit_masks(x, edited)
+        both = self.masks_for(torch.cat([x, edited]))
+        return both[: x.shape[0]] & both[x.shape[0]:]
 
     def bounds(self):
         return None

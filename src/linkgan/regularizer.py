@@ -84,7 +84,10 @@ def _region_masks(partition: LatentPartition, masks: dict[str, torch.Tensor], na
         m, m1, m2 = region.masks_for(torch.cat([x, x1, x2])).to(x.dtype).split(x.shape[0])
     if region.mask_mode == "source":
         return m, m
-    return torch.maximum(m, m2), torch.maximum(m, m1)  # union with the edited image's region
+    # The link's edit x1: the union with x1's region. The complement's edit x2: the union too,
+    # or, in 'shared' mode, the pixels that are the region in both x and x2.
+    mask_in = torch.minimum(m, m2) if region.mask_mode == "shared" else torch.maximum(m, m2)
+    return mask_in, torch.maximum(m, m1)
 
 
 def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks: dict[str, torch.Tensor],

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Sampler
 from .checkpoint import (CheckpointError, Checkpoint, checkpoint_name, load_checkpoint, load_module,
                          load_optimizer, prune_checkpoints, restore_rng, save_checkpoint)
 from .config import ConfigError, ModelConfig, RunConfig
-from .device import select_device
+from .distributed import (DistEnv, all_gather_objects, average_gradients, average_tensors, barrier,
+                          broadcast_module, init_distributed, rank_seed, shutdown)
 from .images import make_grid, save_png, uint8_to_float
 from .losses import LossStats, NonFiniteLossError, Phase, StyleGAN2Loss
 from .networks import Discriminator, Generator, z_from_seeds
@@ -108,8 +109,18 @@ class Trainer:
             raise ConfigError("no training data given: pass --data PATH (a dataset .zip or an image folder)")
         if t.batch < 1:
             raise ConfigError(f"--batch must be positive, got {t.batch}")
-        self.progress = progress
-        self.device = select_device(t.device)
+        self.dist: DistEnv = init_distributed(t.device)
+        world = self.dist.world
+        if t.batch % world:
+            raise ConfigError(f"--batch {t.batch} is the global batch and must divide evenly among the {world} "
+                              f"processes; use a multiple of {world}")
+        link_batch = t.link_batch or t.batch
+        if link_batch < world:
+            raise ConfigError(f"--link-batch {link_batch} is global and must give each of the {world} processes "
+                              "at least one sample")
+        self.local_batch = t.batch // world
+        self.progress = progress and self.dist.is_main
+        self.device = self.dist.device
         self.run_dir = Path(t.out)
         self.stop_requested = False
 
@@ -146,8 +157,9 @@ class Trainer:
         if len(self.partition):
             self.link = LinkSettings.build(
                 self.partition, m.resolution, self.device, t.link_alpha, t.link_lambda_in, t.link_lambda_out,
-                t.link_batch or t.batch, t.link_fakes, t.link_loss, t.link_samples)
+                link_batch // world, t.link_fakes, t.link_loss, t.link_samples)
         self.metric_names = self._check_metrics(t.metrics)
+        # The heuristic follows the global batch, so that a job computes the same gamma on any number of processes.
         self.r1_gamma = t.r1_gamma if t.r1_gamma is not None else auto_r1_gamma(m.resolution, t.batch)
         autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision]
         self.scaler = torch.amp.GradScaler("cuda") if (t.precision == "fp16" and self.device.type == "cuda") else None
@@ -162,6 +174,12 @@ class Trainer:
         elif init_ckpt is not None:
             for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
                 load_module(net, init_ckpt, name)
+        if self.dist.active:
+            for net in (self.G, self.D, self.G_ema):
+                broadcast_module(net, self.dist)
+            if resume_ckpt is None and self.dist.rank > 0:
+                # Every rank built the same initial weights from t.seed; from here on each draws its own latents.
+                torch.manual_seed(rank_seed(t.seed, self.dist.rank))
         self.grid_seeds = list(range(t.grid_size))
 
     # -- set-up ---------------------------------------------------------------------------
@@ -213,11 +231,21 @@ class Trainer:
         if "state.pl_mean" in ckpt.tensors:
             self.loss.pl_mean.copy_(ckpt.tensors["state.pl_mean"])
         restore_rng(ckpt)
+        rank = self.dist.rank
+        if rank > 0:
+            own = ckpt.tensors.get(f"state.rng_rank{rank}")
+            if own is not None and int(ckpt.state.get("world", 1)) == self.dist.world:
+                torch.set_rng_state(own)  # the same job resumed: this rank's stream goes on exactly
+            else:  # a different number of processes: a fresh stream per rank, still reproducible
+                torch.manual_seed(rank_seed(self.config.train.seed + self.step, rank))
 
     def _loader(self):
         t = self.config.train
-        sampler = ResumableSampler(len(self.dataset), t.seed, start=self.images_seen)
-        return DataLoader(self.dataset, batch_size=t.batch, sampler=sampler, num_workers=t.workers,
+        # Rank r of W takes every W-th image of the one global stream, so that the W local
+        # batches of a step together are the global batch that a single process would use.
+        sampler = ResumableSampler(len(self.dataset), t.seed, start=self.images_seen // self.dist.world,
+                                   rank=self.dist.rank, world=self.dist.world)
+        return DataLoader(self.dataset, batch_size=self.local_batch, sampler=sampler, num_workers=t.workers,
                           pin_memory=self.device.type == "cuda", drop_last=True,
                           persistent_workers=t.workers > 0, worker_init_fn=_ignore_sigint,
                           prefetch_factor=4 if t.workers > 0 else None,
@@ -225,12 +253,18 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def save(self) -> Path:
-        state = {"step": self.step, "images_seen": self.images_seen, "kimg": self.images_seen / 1000}
-        path = save_checkpoint(self.run_dir / checkpoint_name(self.images_seen),
-                               {"G": self.G, "D": self.D, "G_ema": self.G_ema}, self.config.to_dict(),
-                               optimizers=self.optimizers, state=state,
-                               extra_tensors={"pl_mean": self.loss.pl_mean})
-        prune_checkpoints(self.run_dir, self.config.train.keep_ckpts)
+        """Writes a checkpoint (rank 0; every rank must call it, for the RNG states it gathers)."""
+        state = {"step": self.step, "images_seen": self.images_seen, "kimg": self.images_seen / 1000,
+                 "world": self.dist.world}
+        extra = {"pl_mean": self.loss.pl_mean}
+        rng_states = all_gather_objects(torch.get_rng_state(), self.dist)
+        extra.update({f"rng_rank{r}": s for r, s in enumerate(rng_states) if r > 0})
+        path = self.run_dir / checkpoint_name(self.images_seen)
+        if self.dist.is_main:
+            path = save_checkpoint(path, {"G": self.G, "D": self.D, "G_ema": self.G_ema}, self.config.to_dict(),
+                                   optimizers=self.optimizers, state=state, extra_tensors=extra)
+            prune_checkpoints(self.run_dir, self.config.train.keep_ckpts)
+        barrier(self.dist)
         return path
 
     def save_grid(self) -> Path:
@@ -252,6 +286,11 @@ class Trainer:
             for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
                 b_ema.copy_(b)
 
+    def draw_latents(self, n: int) -> torch.Tensor:
+        """This process's z for one phase. Drawn on the CPU from the global RNG, so that a run
+        is reproducible from its checkpointed RNG state; each rank has its own stream."""
+        return torch.randn(n, self.G.z_dim)
+
     def train_step(self, real_u8: torch.Tensor, stats: LossStats) -> None:
         """One step of every due phase on one batch. real_u8: (N,3,R,R) uint8."""
         t = self.config.train
@@ -261,12 +300,12 @@ class Trainer:
         for phase in self.phases:
             if not phase.due(self.step):
                 continue
-            # Latents are drawn on the CPU so that a run is reproducible from its RNG state.
-            z = torch.randn(t.batch, self.G.z_dim).to(self.device)
+            z = self.draw_latents(self.local_batch).to(self.device)
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
             self.loss.accumulate(phase.name, real, z, gain=phase.interval, stats=stats, step=self.step,
                                  scaler=self.scaler if phase.name.endswith("main") else None)
+            average_gradients(phase.module.parameters(), self.dist)
             phase.module.requires_grad_(False)
             for p in phase.module.parameters():
                 if p.grad is not None:
@@ -278,6 +317,9 @@ class Trainer:
                 self.scaler.update()
             else:
                 phase.opt.step()
+        if self.dist.active:
+            # Running statistics (w_avg, the path-length mean) follow each rank's own samples; keep one value.
+            average_tensors([*self.G.buffers(), self.loss.pl_mean], self.dist)
         self.images_seen += t.batch
         self.step += 1
         self.update_ema()
@@ -288,12 +330,14 @@ class Trainer:
         from tqdm.auto import tqdm
 
         t = self.config.train
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config.save(self.run_dir / "config.yaml")
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.config.save(self.run_dir / "config.yaml")
         total = int(round(t.kimg * 1000))
         tick_every = max(1, int(t.tick_kimg * 1000))
         snap_every = max(1, int(t.snapshot_kimg * 1000))
-        writer = SummaryWriter(str(self.run_dir))
+        writer = SummaryWriter(str(self.run_dir)) if main else None
         stats = LossStats()
         ckpt_path = None
         steps_done = 0
@@ -303,10 +347,10 @@ class Trainer:
                    desc=f"train {self.run_dir.name}")
         tick_start, tick_images = time.perf_counter(), self.images_seen
         try:
-            if self.images_seen == 0:
+            if self.images_seen == 0 and main:
                 self.save_grid()
             loader = iter(self._loader())
-            while self.images_seen < total and not self.stop_requested:
+            while self.images_seen < total and not self._stop_agreed():
                 real, *_ = _as_tuple(next(loader))
                 prev = self.images_seen
                 self.train_step(real, stats)
@@ -331,11 +375,21 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, prev_handler)
             bar.close()
-            writer.close()
-        if self.stop_requested:
+            if writer is not None:
+                writer.close()
+        if self.stop_requested and main:
             print(f"Interrupted: saved {ckpt_path} at {self.images_seen / 1000:.2f} kimg. "
                   f"Resume with: linkgan train --resume {self.run_dir}")
         return TrainResult(self.run_dir, ckpt_path, self.images_seen, self.step, self.stop_requested)
+
+    def _stop_agreed(self) -> bool:
+        """Whether to stop now. With several processes every rank must stop at the same step
+        (a Ctrl-C reaches them at different moments), so the flag is all-reduced (max)."""
+        if self.dist.active:
+            flag = torch.tensor([float(self.stop_requested)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            self.stop_requested = bool(flag.item())
+        return self.stop_requested
 
     def _request_stop(self, signum, frame) -> None:
         if self.stop_requested:  # a second Ctrl-C aborts at once
@@ -343,8 +397,13 @@ class Trainer:
         self.stop_requested = True
 
     def _log_tick(self, writer, stats: LossStats, speed: float) -> None:
-        record = {"step": self.step, "kimg": self.images_seen / 1000, "img_per_s": speed, **stats.means()}
+        """Appends the tick's means (over all ranks) to stats.jsonl and TensorBoard; rank 0 writes."""
+        per_rank = all_gather_objects(stats.means(), self.dist)
         stats.clear()
+        if not self.dist.is_main:
+            return
+        means = {k: float(np.mean([m[k] for m in per_rank if k in m])) for k in per_rank[0]}
+        record = {"step": self.step, "kimg": self.images_seen / 1000, "img_per_s": speed, **means}
         for k, v in record.items():
             if k not in ("step", "kimg"):
                 writer.add_scalar(k if "/" in k else f"Timing/{k}", v, self.images_seen)
@@ -359,7 +418,9 @@ class Trainer:
         from .metrics import compute_metrics, flatten_metrics
 
         result = compute_metrics(self.G_ema, self.partition, self.metric_names, device=self.device,
-                                 data=self.dataset)
+                                 data=self.dataset, dist_env=self.dist)
+        if not self.dist.is_main:
+            return
         record = {"step": self.step, "kimg": self.images_seen / 1000, **flatten_metrics(result)}
         for k, v in record.items():
             if k not in ("step", "kimg"):
@@ -368,6 +429,8 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def _log_grid(self, writer) -> None:
+        if writer is None:
+            return
         self.save_grid()
         from PIL import Image
         grid = np.asarray(Image.open(self.run_dir / "samples-latest.png"))
@@ -385,7 +448,11 @@ def train(config: RunConfig, resume: str | Path | None = None, progress: bool = 
     On a NaN/Inf loss raises ``NonFiniteLossError`` without writing a checkpoint, so the
     newest checkpoint on disk is the last good one.
     """
-    return Trainer(config, resume=resume, progress=progress).run(max_steps=max_steps)
+    trainer = Trainer(config, resume=resume, progress=progress)
+    try:
+        return trainer.run(max_steps=max_steps)
+    finally:
+        shutdown(trainer.dist)
 
 
 __all__ = ["train", "Trainer", "TrainResult", "ResumableSampler", "build_generator", "build_discriminator",
