@@ -67,7 +67,9 @@ def run_job(nproc: int, args, tmp: Path) -> float:
            "--worker", "--out", str(tmp / f"run-{nproc}"), "--result", str(result), "--res", str(args.res),
            "--batch", str(args.batch), "--cmax", str(args.cmax), "--steps", str(args.steps),
            "--warmup", str(args.warmup)]
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
     return json.loads(result.read_text())["img_per_s"]
 
 

@@ -5,7 +5,8 @@ Measures, in one process so that the ratios are comparable:
     a whole number of their intervals) at res 32, batch 32, 64 channels;
   * the FLOPs of those steps (counted by torch's FlopCounterMode), hence achieved GFLOP/s;
   * the GFLOP/s of a large fp32 matmul (2048^2), the practical ceiling;
-  * the same for each modulated-conv formulation, to justify ModulatedConv2d's 'auto';
+  * the same for each modulated-conv formulation, to justify ModulatedConv2d's 'auto' (the
+    two take turns, ``--rounds`` rounds, median round);
   * LinkGAN's cost: img/s with no link, one link (eyes) and four links (the image's
     quarters), the Glink phase every 8 steps (the default), and each one's time relative to
     no link. The three take turns, ``--rounds`` rounds of ``--steps`` steps, and the median
@@ -145,18 +146,22 @@ def main():
     p.add_argument("--cmax", type=int, default=64)
     p.add_argument("--steps", type=int, default=16, help="a multiple of the R1 interval (16)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--rounds", type=int, default=5, help="turns of the link arms")
+    p.add_argument("--rounds", type=int, default=5, help="turns of the compared arms (median round counts)")
     args = p.parse_args()
     torch.manual_seed(0)
     peak = matmul_gflops()
     result = {"benchmark": "train_speed", "res": args.res, "batch": args.batch, "channels": args.cmax,
               "steps": args.steps, "threads": torch.get_num_threads(), "torch": torch.__version__,
               "machine": platform.processor() or platform.machine(), "matmul_2048_gflops_per_s": peak}
-    flops = None
-    for impl in ("scaled", "grouped"):
-        r = bench_steps(args, impl, flops)
-        flops = r.pop("flops")
-        r["ratio_to_matmul"] = r["gflops_per_s"] / peak
+    flops, runs = None, {"scaled": [], "grouped": []}
+    for k in range(args.rounds):  # the formulations take turns, in alternating order
+        for impl in (("scaled", "grouped") if k % 2 == 0 else ("grouped", "scaled")):
+            r = bench_steps(args, impl, flops)
+            flops = r.pop("flops")
+            runs[impl].append(r)
+    for impl, rs in runs.items():
+        r = sorted(rs, key=lambda x: x["img_per_s"])[len(rs) // 2]  # the median round
+        r = {**r, "ratio_to_matmul": r["gflops_per_s"] / peak, "rounds_img_per_s": [x["img_per_s"] for x in rs]}
         result[f"modconv_{impl}"] = r
     best = max(("scaled", "grouped"), key=lambda k: result[f"modconv_{k}"]["img_per_s"])
     result["fastest_modconv"] = best

@@ -1,7 +1,8 @@
 """Semantic links: regions found per generated image by the built-in segmenter.
 
 Two datasets, each from a vanilla checkpoint fine-tuned for the same kimg with and without links:
-  scenes    sky and building links (64 axes each), baseline: a vanilla fine-tune of the same base
+  scenes    sky and building links (64 axes each), in several arms (SCENES_ARMS: mask mode and
+            regularizer weights), baseline: a vanilla fine-tune of the same base
   toyfaces  a mouth link (64 axes), baseline: the vanilla fine-tune of experiments/regularizer.py
 It trains the segmenters when missing (`linkgan segmenter train`), reports their held-out
 mIoU, measures masked MSE (mse1k, per-image masks, union mode) for LinkGAN and for the
@@ -45,13 +46,28 @@ def newest(run: str) -> str:
     return str(list_checkpoints(run)[-1]) if Path(run).is_dir() else run
 
 
+# Scenes arms: name -> (mask_mode, train option overrides). docs/results/semantic.md says
+# what each did: the defaults collapse the scenes model, the weak shared arm does not.
+SCENES_ARMS = {
+    "union": ("union", {}),
+    "union-lambda_out10": ("union", {"link_lambda_out": 10.0}),
+    "shared": ("shared", {}),
+    "shared-weak": ("shared", {"link_lambda_in": 1.0, "link_lambda_out": 3.0}),
+}
+
+
 def arm(results: dict, key: str, base: str, data: str, out: Path, links: list[dict], plain: Path, kimg: float,
-        docs: Path, figures: list[tuple[str, bool]], overrides: dict | None = None) -> None:
+        docs: Path, figures: list[tuple[str, bool]], overrides: dict | None = None,
+        baseline: dict | None = None) -> None:
     """Fine-tunes with ``links`` (and train option ``overrides``), measures it and the vanilla
-    fine-tune ``plain``, draws edit grids."""
+    fine-tune ``plain`` (unless ``baseline`` is given), draws edit grids (``figures``: (link,
+    complement) pairs; none for an empty list)."""
     run = finetune(base, data, out, links, kimg, overrides or {})
     results["linkgan"][key] = measure(run, links, 1000)
-    results["baseline"][key] = measure(plain, links, 1000)
+    results["baseline"][key] = baseline or measure(plain, links, 1000)
+    if not figures:
+        return
+    key = key.split("/")[0]
     for link, complement in figures:
         suffix = "-complement" if complement else ""
         edit_figure(run, links, link, docs / "images" / f"semantic-{key}-{link}{suffix}.png", complement=complement)
@@ -70,11 +86,9 @@ def main():
     p.add_argument("--docs", default="docs")
     p.add_argument("--datasets", default="scenes,toyfaces", help="which arms to run")
     p.add_argument("--skip-overhead", action="store_true", help="do not time the segmenter's cost")
-    p.add_argument("--scenes-set", action="append", default=None, metavar="KEY=VALUE",
-                   help="train option of the scenes LinkGAN arm (default: link_lambda_out=10, see "
-                        "docs/results/semantic.md for why)")
+    p.add_argument("--scenes-arms", default=",".join(SCENES_ARMS), help="which scenes arms to run")
+    p.add_argument("--figures-arm", default="shared-weak", help="the scenes arm drawn in docs/images")
     args = p.parse_args()
-    scenes_overrides = dict(s.split("=", 1) for s in (args.scenes_set or ["link_lambda_out=10"]))
     out, docs = Path(args.out), Path(args.docs)
     out.mkdir(parents=True, exist_ok=True)
     results_path = docs / "results" / "semantic.json"
@@ -95,7 +109,6 @@ def main():
     seg_faces, results["segmenters"]["toyfaces"] = segmenter_for(args.faces_data, out / "seg-toyfaces.safetensors")
     save()
 
-    scenes_links = [semantic_link("sky", ["sky"], seg_scenes), semantic_link("building", ["building"], seg_scenes)]
     if "toyfaces" in args.datasets:
         faces_links = [semantic_link("mouth", ["mouth"], seg_faces)]
         arm(results, "toyfaces", faces_base, args.faces_data, out / "faces-mouth", faces_links,
@@ -104,12 +117,20 @@ def main():
     if "scenes" not in args.datasets:
         return
     scenes_plain = finetune(scenes_base, args.scenes_data, out / "scenes-plain", [], args.kimg, {})
-    results["setup"]["scenes_overrides"] = scenes_overrides
-    tag = "-".join(f"{k}{v}" for k, v in scenes_overrides.items())
-    arm(results, "scenes", scenes_base, args.scenes_data, out / f"scenes-sky-building-{tag}".rstrip("-"),
-        scenes_links, scenes_plain, args.kimg, docs, [("sky", False), ("building", False), ("sky", True)],
-        scenes_overrides)
-    save()
+    baselines = {}
+    for name in [a for a in args.scenes_arms.split(",") if a]:
+        mode, overrides = SCENES_ARMS[name]
+        links = [semantic_link("sky", ["sky"], seg_scenes, mask_mode=mode),
+                 semantic_link("building", ["building"], seg_scenes, mask_mode=mode)]
+        figures = [("sky", False), ("building", False), ("sky", True)] if name == args.figures_arm else []
+        arm(results, f"scenes/{name}", scenes_base, args.scenes_data, out / f"scenes-{name}", links, scenes_plain,
+            args.kimg, docs, figures, overrides, baselines.get(mode))
+        baselines[mode] = results["baseline"][f"scenes/{name}"]
+        results["setup"].setdefault("scenes_arms", {})[name] = {"mask_mode": mode, "overrides": overrides}
+        save()
+    sample_figure([out / "scenes-plain"] + [out / f"scenes-{a}" for a in args.scenes_arms.split(",") if a],
+                  docs / "images" / "semantic-scenes-samples.png")
+    scenes_links = [semantic_link("sky", ["sky"], seg_scenes), semantic_link("building", ["building"], seg_scenes)]
     if not args.skip_overhead:
         boxes = [{"name": "sky", "region": {"box": [0, 0, 1, 0.4]}, "axes": 64},
                  {"name": "building", "region": {"box": [0.2, 0.45, 0.8, 0.8]}, "axes": 64}]
@@ -117,6 +138,22 @@ def main():
             ("vanilla", [], "all"), ("2 box links", boxes, "all"), ("2 semantic links", scenes_links, "all")))
         save()
     print(markdown_tables(results))
+
+
+def sample_figure(runs: list[Path], path: Path) -> Path:
+    """The runs' newest sample grids side by side (the same seeds in every grid)."""
+    from PIL import Image
+
+    grids = [Image.open(run / "samples-latest.png").convert("RGB") for run in runs]
+    gap = 8
+    canvas = Image.new("RGB", (sum(g.width for g in grids) + gap * (len(grids) - 1), max(g.height for g in grids)),
+                       "white")
+    x = 0
+    for g in grids:
+        canvas.paste(g, (x, 0))
+        x += g.width + gap
+    canvas.save(path, optimize=True)
+    return path
 
 
 def markdown_tables(results: dict) -> str:

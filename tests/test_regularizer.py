@@ -202,6 +202,12 @@ def test_links_are_saved_in_the_checkpoint_config(image_folder, tmp_path):
     assert pipe.links.names == ["box"] and pipe.links["box"].axes == (0, 8)
     original, variants = pipe.edit(seed=1, link="box", n=3)
     assert len(variants) == 3 and original.size == (RES, RES)
+    # Editing the same seed again reuses its cached latent and image: the same pixels as an
+    # edit of the latent itself, which renders everything.
+    again = pipe.edit(seed=1, link="box", n=3, output="tensor")
+    direct = pipe.edit(latent=pipe.latents([1])[0], link="box", n=3, output="tensor")
+    assert torch.allclose(again[0], direct[0], atol=1e-5) and torch.allclose(again[1], direct[1], atol=1e-5)
+    assert (1, 1.0) in pipe._originals
     frames = pipe.interpolate(1, link="box", frames=4, output="tensor")
     assert frames.shape == (4, 3, RES, RES)
     assert torch.allclose(frames[0], pipe.generate([1], output="tensor")[0], atol=1e-5), "the loop starts at the image"

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -48,6 +49,9 @@ class LinkGANPipeline:
         self.device = device
         self.source = source
         self.links = config.partition()  # LatentPartition: the model's links by name
+        # (seed, truncation) -> (ws, image) of the seeds edited most recently: an editor edits
+        # one image many times, and then each edit renders only its variants.
+        self._originals: OrderedDict = OrderedDict()
 
     def use_links(self, links_file: str | Path, segmenter: str | None = None) -> "LinkGANPipeline":
         """Replaces the links with those of a links YAML file (e.g. to measure a vanilla model on
@@ -150,14 +154,36 @@ class LinkGANPipeline:
 
         if seed is None and latent is None:
             raise ValueError("give the image to edit: seed=N or latent=ws")
-        ws = self._ws(latent if latent is not None else seed, truncation)
+        if latent is not None:
+            ws = self._ws(latent, truncation)
+            original = None
+        else:
+            ws, original = self._original(int(seed), truncation)
         variants = edit_latents(self.G, self.links, ws, link, n, mode, strength, truncation, complement,
                                 edit_seed)[0]
-        imgs = self.synthesize(torch.cat([ws, variants]))
+        if original is None:
+            imgs = self.synthesize(torch.cat([ws, variants]))
+        else:
+            imgs = torch.cat([original, self.synthesize(variants)])
         if output == "tensor":
             return imgs[0], imgs[1:]
         pil = to_pil(imgs)
         return pil[0], pil[1:]
+
+    CACHED_ORIGINALS = 64
+
+    def _original(self, seed: int, truncation: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ws (1, L, D) and image (1, 3, R, R) of a seed, cached for the latest 64 seeds."""
+        key = (seed, float(truncation))
+        if key in self._originals:
+            self._originals.move_to_end(key)
+            return self._originals[key]
+        ws = self.latents([seed], truncation)
+        entry = (ws, self.synthesize(ws))
+        self._originals[key] = entry
+        if len(self._originals) > self.CACHED_ORIGINALS:
+            self._originals.popitem(last=False)
+        return entry
 
     def save_edit_grid(self, seeds, link: str, out: str | Path, n: int = 6, mode: str = "resample",
                        strength: float = 1.0, truncation: float = 1.0, complement: bool = False,
