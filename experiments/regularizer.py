@@ -63,6 +63,15 @@ def measure(run: Path, specs: list[dict], n: int) -> dict:
     return masked_mse_metric(pipe.G, part, n=n, batch=50, progress=True)
 
 
+def fid(run: Path, data: str, metric: str = "fid2k") -> float:
+    """An FID/KID metric (needs the metrics extra) of a run's G_ema against ``data``."""
+    from linkgan.data import ImageDataset
+    from linkgan.fid import compute_fid_kid
+
+    pipe = LinkGANPipeline.load(run)
+    return compute_fid_kid(pipe.G, ImageDataset(data, resolution=pipe.resolution), [metric], progress=True)[metric]
+
+
 def edit_figure(run: Path, specs: list[dict], link: str, path: Path, complement: bool = False) -> Path:
     pipe = LinkGANPipeline.load(run)
     pipe.links = LatentPartition.from_specs(specs, pipe.G.w_dim, pipe.resolution)
@@ -119,6 +128,8 @@ def main():
     p.add_argument("--docs", default="docs")
     p.add_argument("--set", action="append", default=[], help="train option override KEY=VALUE")
     p.add_argument("--skip-overhead", action="store_true", help="do not measure the training overhead")
+    p.add_argument("--fid", default="", metavar="METRIC",
+                   help="also measure this FID/KID metric of every arm and of plain, e.g. fid2k (metrics extra)")
     p.add_argument("--tag", default="", help="keep these results apart: under TAG in the JSON, and in "
                    "edit-ARM-TAG-LINK.png (e.g. --tag 30kimg with --kimg 30)")
     args = p.parse_args()
@@ -134,6 +145,8 @@ def main():
     for arm in [a for a in args.arms.split(",") if a]:
         links, arm_overrides = ARMS[arm]
         run = finetune(base, args.data, out / arm, links, args.kimg, {**overrides, **arm_overrides})
+        if args.fid:
+            section.setdefault(args.fid, {})[arm] = fid(run, args.data, args.fid)
         if arm == "plain":
             continue
         section.setdefault("linkgan", {})[arm] = measure(run, links, args.n)

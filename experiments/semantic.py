@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from regularizer import edit_figure, finetune, measure, overhead
+from regularizer import edit_figure, fid, finetune, measure, overhead
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.segment import evaluate_segmenter, load_segmenter, train_segmenter
@@ -58,13 +58,15 @@ SCENES_ARMS = {
 
 def arm(results: dict, key: str, base: str, data: str, out: Path, links: list[dict], plain: Path, kimg: float,
         docs: Path, figures: list[tuple[str, bool]], overrides: dict | None = None,
-        baseline: dict | None = None) -> None:
+        baseline: dict | None = None, fid_metric: str = "") -> None:
     """Fine-tunes with ``links`` (and train option ``overrides``), measures it and the vanilla
     fine-tune ``plain`` (unless ``baseline`` is given), draws edit grids (``figures``: (link,
     complement) pairs; none for an empty list)."""
     run = finetune(base, data, out, links, kimg, overrides or {})
     results["linkgan"][key] = measure(run, links, 1000)
     results["baseline"][key] = baseline or measure(plain, links, 1000)
+    if fid_metric:
+        results.setdefault(fid_metric, {})[key] = fid(run, data, fid_metric)
     if not figures:
         return
     key = key.split("/")[0]
@@ -88,6 +90,8 @@ def main():
     p.add_argument("--skip-overhead", action="store_true", help="do not time the segmenter's cost")
     p.add_argument("--scenes-arms", default=",".join(SCENES_ARMS), help="which scenes arms to run")
     p.add_argument("--figures-arm", default="shared-weak", help="the scenes arm drawn in docs/images")
+    p.add_argument("--fid", default="", metavar="METRIC",
+                   help="also measure this FID/KID metric of the scenes arms and plain, e.g. fid2k (metrics extra)")
     args = p.parse_args()
     out, docs = Path(args.out), Path(args.docs)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,9 +128,12 @@ def main():
                  semantic_link("building", ["building"], seg_scenes, mask_mode=mode)]
         figures = [("sky", False), ("building", False), ("sky", True)] if name == args.figures_arm else []
         arm(results, f"scenes/{name}", scenes_base, args.scenes_data, out / f"scenes-{name}", links, scenes_plain,
-            args.kimg, docs, figures, overrides, baselines.get(mode))
+            args.kimg, docs, figures, overrides, baselines.get(mode), args.fid)
         baselines[mode] = results["baseline"][f"scenes/{name}"]
         results["setup"].setdefault("scenes_arms", {})[name] = {"mask_mode": mode, "overrides": overrides}
+        save()
+    if args.fid:
+        results.setdefault(args.fid, {})["scenes/plain"] = fid(scenes_plain, args.scenes_data, args.fid)
         save()
     sample_figure([out / "scenes-plain"] + [out / f"scenes-{a}" for a in args.scenes_arms.split(",") if a],
                   docs / "images" / "semantic-scenes-samples.png")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -64,7 +65,9 @@ def init_distributed(device_spec: str = "auto") -> DistEnv:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # FID/KID at a snapshot run on rank 0 while the others wait in a collective; an hour
+        # covers fid50k on a GPU with room to spare (the default is 10-30 minutes).
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=1))
     return DistEnv(rank=rank, world=world, local_rank=local_rank, device=device)
 
 
@@ -138,7 +141,12 @@ def barrier(env: DistEnv) -> None:
 
 
 def shutdown(env: DistEnv) -> None:
+    """Leaves the process group once every rank has arrived (call it after a clean finish only:
+    after an error, exit instead, and torchrun stops the other ranks). Destroying the group
+    while another rank still works in it can abort the process ("terminate called without an
+    active exception")."""
     if env.active and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -449,10 +449,11 @@ def train(config: RunConfig, resume: str | Path | None = None, progress: bool = 
     newest checkpoint on disk is the last good one.
     """
     trainer = Trainer(config, resume=resume, progress=progress)
-    try:
-        return trainer.run(max_steps=max_steps)
-    finally:
-        shutdown(trainer.dist)
+    result = trainer.run(max_steps=max_steps)
+    # Not in a `finally`: after an error on one rank the others are inside a collective and
+    # would wait for it; the failing process exits instead and torchrun stops the rest.
+    shutdown(trainer.dist)
+    return result
 
 
 __all__ = ["train", "Trainer", "TrainResult", "ResumableSampler", "build_generator", "build_discriminator",
