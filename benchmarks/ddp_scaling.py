@@ -25,26 +25,15 @@ from pathlib import Path
 
 def worker(args) -> None:
     """One process of a job: trains warm-up steps, then times ``steps`` steps."""
-    import torch
-
     from linkgan.config import ModelConfig, RunConfig, TrainConfig
     from linkgan.distributed import barrier
     from linkgan.losses import LossStats
     from linkgan.training import Trainer
-
-    class RandomImages(torch.utils.data.Dataset):
-        def __init__(self, res, n=512):
-            self.data = torch.randint(0, 256, (n, 3, res, res), dtype=torch.uint8)
-
-        def __len__(self):
-            return len(self.data)
-
-        def __getitem__(self, i):
-            return self.data[i]
+    from train_speed import RandomImages  # this folder is on sys.path when the script runs
 
     model = ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax)
     train = TrainConfig(data="random", out=args.out, batch=args.batch, workers=0)
-    trainer = Trainer(RunConfig(model=model, train=train), progress=False, dataset=RandomImages(args.res))
+    trainer = Trainer(RunConfig(model=model, train=train), progress=False, dataset=RandomImages(args.res, n=512))
     loader = iter(trainer._loader())
     stats = LossStats()
     for _ in range(args.warmup):

@@ -72,34 +72,45 @@ def matmul_gflops(n=2048, reps=10):
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
+def warm_trainer(args, modconv="auto", links=()) -> Trainer:
+    """A trainer of the benchmark's model on random images, after two warm-up steps
+    (allocator, first-call overheads)."""
+    cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax,
+                                      modconv=modconv),
+                    train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device),
+                    links=list(links))
+    trainer = Trainer(cfg, progress=False, dataset=RandomImages(args.res))
+    for _ in range(2):
+        trainer.train_step(trainer.dataset.data[: args.batch], LossStats())
+    return trainer
+
+
+def timed_steps(trainer: Trainer, steps: int) -> float:
+    """Seconds for ``steps`` full training steps, starting at a step where every lazy phase
+    is due, so that they run whole cycles (Glink every 8, R1 every 16)."""
+    real, stats = trainer.dataset.data[: trainer.config.train.batch], LossStats()
+    trainer.step = 0
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync()
+    t = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(real, stats)
+    sync()
+    return time.perf_counter() - t
+
+
 def bench_steps(args, modconv, flops=None):
     """img/s of ``args.steps`` full steps; FLOPs are counted unless given.
 
     FLOPs are counted once, with the 'scaled' formulation: the registry would count a
     grouped conv's per-sample weights as if they were a full conv, and the work the model
     needs is the same whichever formulation computes it."""
-    cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax,
-                                      modconv=modconv),
-                    train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device))
-    trainer = Trainer(cfg, progress=False, dataset=RandomImages(args.res))
-    real = trainer.dataset.data[: args.batch]
-    stats = LossStats()
-    for _ in range(2):  # warm-up (allocator, first-call overheads)
-        trainer.train_step(real, stats)
-    trainer.step = 0  # start at a step where every lazy phase is due, then run whole cycles
+    trainer = warm_trainer(args, modconv)
     if flops is None:
         with FlopCounter() as counter:
-            for _ in range(args.steps):
-                trainer.train_step(real, stats)
+            timed_steps(trainer, args.steps)
         flops = counter.total
-    trainer.step = 0
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-    sync()
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        trainer.train_step(real, stats)
-    sync()
-    dt = time.perf_counter() - t
+    dt = timed_steps(trainer, args.steps)
     return {"img_per_s": args.batch * args.steps / dt, "gflops_per_s": flops / dt / 1e9,
             "gflop_per_img": flops / (args.batch * args.steps) / 1e9, "flops": flops}
 
@@ -115,25 +126,10 @@ def bench_links(args) -> dict:
     trainers, speeds = {}, {name: [] for name in arms}
     for name, links in arms.items():
         torch.manual_seed(0)
-        cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res,
-                                          channel_max=args.cmax),
-                        train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device),
-                        links=links)
-        trainers[name] = Trainer(cfg, progress=False, dataset=RandomImages(args.res))
-        real = trainers[name].dataset.data[: args.batch]
-        for _ in range(2):
-            trainers[name].train_step(real, LossStats())
+        trainers[name] = warm_trainer(args, links=links)
     for _ in range(args.rounds):
         for name, trainer in trainers.items():
-            real, stats = trainer.dataset.data[: args.batch], LossStats()
-            trainer.step = 0  # whole cycles of every lazy phase (Glink every 8, R1 every 16)
-            sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-            sync()
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                trainer.train_step(real, stats)
-            sync()
-            speeds[name].append(args.batch * args.steps / (time.perf_counter() - t))
+            speeds[name].append(args.batch * args.steps / timed_steps(trainer, args.steps))
     ref = statistics.median(speeds["vanilla"])
     return {name: {"img_per_s": statistics.median(v), "time_vs_vanilla": ref / statistics.median(v),
                    "rounds_img_per_s": v} for name, v in speeds.items()}

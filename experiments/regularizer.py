@@ -165,9 +165,9 @@ def main():
     print(markdown_tables(section))
 
 
-def markdown_tables(results: dict) -> str:
-    """The masked-MSE table (LinkGAN beside the vanilla fine-tune) and the overhead table."""
-    lines = ["| links | link | mse_in | mse_out | mse_in_complement | locality | vanilla locality | ratio |",
+def mse_table(results: dict, first_column: str = "links") -> list[str]:
+    """Markdown rows: masked MSE of every arm's links, the vanilla baseline's locality beside it."""
+    lines = [f"| {first_column} | link | mse_in | mse_out | mse_in_complement | locality | vanilla locality | ratio |",
              "|---|---|---|---|---|---|---|---|"]
     for arm, per_link in results.get("linkgan", {}).items():
         for link, r in per_link.items():
@@ -175,9 +175,20 @@ def markdown_tables(results: dict) -> str:
             base_loc = b.get("locality", float("nan"))
             lines.append(f"| {arm} | {link} | {r['mse_in']:.5f} | {r['mse_out']:.5f} | {r['mse_in_complement']:.5f} "
                          f"| **{r['locality']:.3f}** | {base_loc:.3f} | {base_loc / r['locality']:.1f}x |")
+    return lines
+
+
+def overhead_table(overhead: dict, title: str = "training") -> list[str]:
+    """Markdown rows of an overhead() result."""
+    return [f"| {title} | img/s | time vs vanilla |", "|---|---|---|"] + [
+        f"| {k} | {v['img_per_s']:.1f} | {v['overhead']:.3f}x |" for k, v in overhead.items()]
+
+
+def markdown_tables(results: dict) -> str:
+    """The masked-MSE table (LinkGAN beside the vanilla fine-tune) and the overhead table."""
+    lines = mse_table(results)
     if "overhead" in results:
-        lines += ["", "| training | img/s | time vs vanilla |", "|---|---|---|"]
-        lines += [f"| {k} | {v['img_per_s']:.1f} | {v['overhead']:.3f}x |" for k, v in results["overhead"].items()]
+        lines += [""] + overhead_table(results["overhead"])
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from regularizer import edit_figure, fid, finetune, measure, overhead
+from regularizer import edit_figure, fid, finetune, measure, mse_table, overhead, overhead_table
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.segment import evaluate_segmenter, load_segmenter, train_segmenter
@@ -168,16 +168,9 @@ def markdown_tables(results: dict) -> str:
     for data, s in results.get("segmenters", {}).items():
         per = ", ".join(f"{k} {v:.3f}" for k, v in s["per_class_iou"].items() if v is not None)
         lines.append(f"| {data} | **{s['miou']:.3f}** | {per} |")
-    lines += ["", "| data | link | mse_in | mse_out | mse_in_complement | locality | vanilla locality | ratio |",
-              "|---|---|---|---|---|---|---|---|"]
-    for key, per_link in results.get("linkgan", {}).items():
-        for link, r in per_link.items():
-            b = results["baseline"][key][link]
-            lines.append(f"| {key} | {link} | {r['mse_in']:.5f} | {r['mse_out']:.5f} | {r['mse_in_complement']:.5f} "
-                         f"| **{r['locality']:.3f}** | {b['locality']:.3f} | {b['locality'] / r['locality']:.1f}x |")
+    lines += [""] + mse_table(results, "data")
     if "overhead" in results:
-        lines += ["", "| training (scenes, interval 8) | img/s | time vs vanilla |", "|---|---|---|"]
-        lines += [f"| {k} | {v['img_per_s']:.1f} | {v['overhead']:.3f}x |" for k, v in results["overhead"].items()]
+        lines += [""] + overhead_table(results["overhead"], "training (scenes, interval 8)")
     return "\n".join(lines)
 
 

@@ -318,8 +318,9 @@ class Trainer:
             else:
                 phase.opt.step()
         if self.dist.active:
-            # Running statistics (w_avg, the path-length mean) follow each rank's own samples; keep one value.
-            average_tensors([*self.G.buffers(), self.loss.pl_mean], self.dist)
+            # The running statistics follow each rank's own samples; keep one value. (G's other
+            # buffers, the constant noise maps, never change after the initial broadcast.)
+            average_tensors([self.G.mapping.w_avg, self.loss.pl_mean], self.dist)
         self.images_seen += t.batch
         self.step += 1
         self.update_ema()
