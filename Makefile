@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[test]"
+	# pytorch-fid only for a test that checks our Frechet distance against its function; --no-deps keeps
+	# its torchvision requirement (broken beside the CPU torch) out.
+	$(PY) -m pip install -q --no-deps pytorch-fid==0.3.0
 	touch $@
 
 demo: $(STAMP)

@@ -92,6 +92,66 @@ def test_frechet_distance_stays_finite_and_real_for_fewer_samples_than_dimension
     assert np.isfinite(value) and value > 0
 
 
+def pytorch_fid_frechet_distance():
+    """pytorch_fid's ``calculate_frechet_distance``, taken from its installed source without importing
+    the package (its module imports torchvision, which is broken beside the CPU torch here). CI installs
+    it with ``pip install --no-deps pytorch-fid==0.3.0``."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("pytorch_fid")
+    if spec is None:
+        pytest.skip("pytorch-fid is not installed (pip install --no-deps pytorch-fid==0.3.0)")
+    source = (Path(spec.submodule_search_locations[0]) / "fid_score.py").read_text()
+    func = next(n for n in ast.parse(source).body
+                if isinstance(n, ast.FunctionDef) and n.name == "calculate_frechet_distance")
+    from scipy import linalg
+
+    namespace = {"np": np, "linalg": linalg}
+    exec(compile(ast.Module(body=[func], type_ignores=[]), "fid_score.py", "exec"), namespace)
+    return namespace["calculate_frechet_distance"]
+
+
+def test_frechet_distance_agrees_with_pytorch_fid_on_the_same_features():
+    reference = pytorch_fid_frechet_distance()
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((400, 64))
+    b = rng.standard_normal((300, 64)) @ rng.standard_normal((64, 64)) * 0.3 + 0.2
+    stats = [(x.mean(0), np.cov(x, rowvar=False)) for x in (a, b)]
+    ours = fid.frechet_distance(*stats[0], *stats[1])
+    theirs = reference(*stats[0], *stats[1])
+    assert ours == pytest.approx(float(theirs), rel=1e-6, abs=1e-8)
+    # Fewer samples than dimensions (singular covariances), where both add eps to the diagonal.
+    c, d = rng.standard_normal((20, 64)), rng.standard_normal((20, 64)) + 0.1
+    stats = [(x.mean(0), np.cov(x, rowvar=False)) for x in (c, d)]
+    assert fid.frechet_distance(*stats[0], *stats[1]) == pytest.approx(float(reference(*stats[0], *stats[1])),
+                                                                        rel=1e-3)
+
+
+def test_fid_of_a_feature_set_against_itself_is_about_zero():
+    feats = np.random.default_rng(3).standard_normal((500, 32))
+    mu, sigma = feats.mean(0), np.cov(feats, rowvar=False)
+    assert abs(fid.frechet_distance(mu, sigma, mu, sigma)) < 1e-6
+
+
+def test_kid_agrees_with_a_direct_computation_on_a_small_case():
+    """One subset holding all samples: KID is then exactly the unbiased MMD^2 written out by hand."""
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 4)) + 0.5
+
+    def k(a, b):
+        return (a @ b / 4 + 1) ** 3
+
+    m = 6
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
+    kid, std = fid.kernel_inception_distance(y, x, num_subsets=1, max_subset_size=6)
+    assert kid == pytest.approx(xx + yy - 2 * xy, rel=1e-5)
+    assert std == 0
+
+
 def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_for_shifted_ones():
     rng = np.random.default_rng(4)
     def sample(n, shift=0.0):

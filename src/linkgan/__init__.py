@@ -3,5 +3,6 @@
 __version__ = "0.1.0"
 
 from .pipeline import LinkGANPipeline  # noqa: E402
+from .pretrained import pretrained_path  # noqa: E402
 
-__all__ = ["LinkGANPipeline", "__version__"]
+__all__ = ["LinkGANPipeline", "pretrained_path", "__version__"]

@@ -62,7 +62,13 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory meaning its newest checkpoint."""
+    """A checkpoint file, a run directory meaning its newest checkpoint, or ``builtin:NAME``
+    (a model shipped with the package, see linkgan.pretrained)."""
+    from .pretrained import resolve_builtin
+
+    builtin = resolve_builtin(path)
+    if builtin is not None:
+        return builtin
     path = Path(path)
     if path.is_dir():
         ckpts = list_checkpoints(path)
@@ -193,7 +199,8 @@ def load_module(module: nn.Module, ckpt: Checkpoint, prefix: str) -> None:
             parts.append(f"wrong shapes: {wrong[:3]}")
         raise CheckpointError(f"{ckpt.path}: '{prefix}' does not match the model built from its config: "
                               + "; ".join(parts))
-    module.load_state_dict(sd)
+    # Exported weights may be stored in float16 (the shipped models); the model computes in its own dtype.
+    module.load_state_dict({k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in sd.items()})
 
 
 def load_optimizer(opt: torch.optim.Optimizer, ckpt: Checkpoint, name: str) -> None:

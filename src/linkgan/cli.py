@@ -147,30 +147,154 @@ def cmd_edit(args) -> int:
     from .images import make_grid, save_png
     from .pipeline import parse_seeds
 
+    if args.recipe:
+        return cmd_edit_recipe(args)
+    if not args.ckpt:
+        raise ValueError("give --ckpt RUN (a run directory or a checkpoint file), or --recipe FILE")
     pipe = load_pipeline(args)
     if not args.link:
         raise ValueError(f"give --link NAME; this model's links: {pipe.links.names or 'none (pass --links FILE)'}")
     pipe.links[args.link]  # unknown names fail here, listing the known ones
-    seeds = parse_seeds(args.seeds)
-    ws = pipe.latents(seeds, args.trunc)
+    latent = None
+    if args.latent:  # an inverted real image (`linkgan invert`) instead of seeds
+        from .inversion import Inversion
+
+        latent = Inversion.load(args.latent, pipe.device)
+        latent.check_generator(pipe.G)
+        seeds, ws = [0], pipe._ws(latent, args.trunc)
+    else:
+        seeds = parse_seeds(args.seeds)
+        ws = pipe.latents(seeds, args.trunc)
     up = display_upscale(pipe.resolution)
     out = Path(args.out)
     if args.interpolate:
         target = pipe.latents([args.target_seed if args.target_seed is not None else seeds[0] + 1], args.trunc)
         frames = interpolation_latents(pipe.links, ws[:1], target, args.link, args.frames)
-        print(save_gif(pipe.synthesize(frames), out, fps=args.fps, upscale=up))
+        print(save_gif(pipe.synthesize(frames, latent=latent), out, fps=args.fps, upscale=up))
         return 0
     if args.transplant is not None:
         donor = pipe.latents([args.transplant], args.trunc)
         moved = transplant_latents(pipe.links, ws, donor.expand_as(ws), args.link)
-        imgs = pipe.synthesize(torch.cat([ws, moved, donor]))
+        imgs = torch.cat([pipe.synthesize(torch.cat([ws, moved]), latent=latent), pipe.synthesize(donor)])
         b = len(seeds)
         rows = torch.stack([imgs[:b], imgs[b:2 * b], imgs[2 * b:].expand(b, -1, -1, -1)], dim=1).flatten(0, 1)
         print(save_png(make_grid(rows, ncols=3, pad=1), out, upscale=up))
         print("columns: image A, A with B's region, image B")
         return 0
     print(pipe.save_edit_grid(seeds, args.link, out, args.n, args.mode, args.strength, args.trunc, args.complement,
-                              args.edit_seed))
+                              args.edit_seed, latent=latent))
+    return 0
+
+
+def cmd_invert(args) -> int:
+    import json
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data import IMAGE_EXTENSIONS
+    from .images import ImageLoadError, make_grid, save_png
+    from .pipeline import LinkGANPipeline
+
+    src = Path(args.images)
+    if src.is_dir():
+        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise ValueError(f"{src} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    elif src.is_file():
+        files = [src]
+    else:
+        raise FileNotFoundError(f"--images {src}: no such file or folder")
+    pipe = LinkGANPipeline.load(args.ckpt, device=args.device)
+    encoder = None if args.encoder == "none" else args.encoder
+    out = Path(args.out)
+    summary, failed = {}, []
+    for path in files:
+        name = path.stem if len(files) == 1 or src.is_file() else str(path.relative_to(src).with_suffix("")).replace("/", "_")
+        total = args.steps + (args.pti_steps if args.pti else 0)
+        with tqdm(total=total, desc=f"invert {name}", unit="step", disable=args.no_progress) as bar:
+            try:
+                inv = pipe.invert(path, space=args.space, steps=args.steps, encoder=encoder, seed=args.seed,
+                                  progress=lambda step, n, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.4f}")),
+                                  pti=args.pti, pti_steps=args.pti_steps, perceptual=args.perceptual,
+                                  align=args.align, noise=not args.no_noise, wplus_weight=args.wplus_weight)
+            except ImageLoadError as e:
+                print(f"skipped: {e}", file=sys.stderr)
+                failed.append(str(path))
+                continue
+        d = out / name
+        inv.info["source_image"] = str(path)
+        inv.save(d / "latent.safetensors")
+        save_png(make_grid(inv.image, ncols=1), d / "reconstruction.png")
+        save_png(make_grid(torch.cat([inv.target.cpu(), inv.image.cpu()]), ncols=2, pad=1), d / "side_by_side.png",
+                 upscale=max(1, 256 // pipe.resolution))
+        metrics = dict(inv.metrics, space=args.space, steps=args.steps, loss=inv.info["loss"], pti=args.pti)
+        if args.pti:
+            from .inversion import latent_locality
+
+            if len(pipe.links):
+                metrics["pti_locality"] = {
+                    "original": latent_locality(pipe.G, pipe.links, inv.ws.to(pipe.device), noises=inv.noise),
+                    "tuned": latent_locality(pipe.G, pipe.links, inv.ws.to(pipe.device), noises=inv.noise,
+                                             synthesis=inv.synthesis(pipe.G))}
+        (d / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        summary[name] = metrics
+        print(f"{name}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}"
+              + (f", perceptual {metrics['perceptual']:.4f}" if metrics.get("perceptual") is not None else "")
+              + f"  -> {d}")
+    if summary:
+        print(inv.info["loss_note"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if failed:
+        print(f"{len(failed)} of {len(files)} files were not images and were skipped", file=sys.stderr)
+    return 0 if summary else 2
+
+
+def cmd_encoder(args) -> int:
+    from .inversion import train_encoder
+    from .pipeline import LinkGANPipeline
+
+    pipe = LinkGANPipeline.load(args.ckpt, device=args.device)
+    real = None
+    if args.data:
+        from .data import ImageDataset
+
+        real = ImageDataset(args.data, resolution=pipe.resolution)
+    G = pipe.G
+    enc = train_encoder(G, space=args.space, kimg=args.kimg, batch=args.batch, lr=args.lr, real=real,
+                        seed=args.seed, progress=not args.no_progress)
+    out = args.out or str(Path(pipe.source).parent / "encoder.safetensors")
+    print(enc.save(out, {"checkpoint": str(pipe.source), "kimg": args.kimg, "data": args.data}))
+    return 0
+
+
+def cmd_edit_recipe(args) -> int:
+    from .images import float_to_uint8, save_png
+    from .recipe import load_recipe, render_recipe
+
+    recipe = load_recipe(args.recipe)
+    args.ckpt = args.ckpt or recipe.get("checkpoint") or None
+    if not args.ckpt:
+        raise ValueError(f"recipe {args.recipe} names no checkpoint; give --ckpt RUN")
+    image = render_recipe(load_pipeline(args), recipe)  # (1, 3, R, R), exactly as the editor showed it
+    print(save_png(float_to_uint8(image)[0].permute(1, 2, 0).numpy(), Path(args.out)))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .webapp.app import WebExtraError, serve
+
+    try:
+        serve(args.ckpt, host=args.host, port=args.port, device=args.device, truncation=args.trunc,
+              invert_steps=args.invert_steps, open_browser=args.open)
+    except WebExtraError as e:
+        print(f"linkgan serve: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        print(f"linkgan serve: error: cannot serve on {args.host}:{args.port} ({e}); try another --port",
+              file=sys.stderr)
+        return 2
     return 0
 
 
@@ -219,6 +343,9 @@ def cmd_dataset(args) -> int:
     elif args.kind == "scenes":
         path = data.make_scenes(args.out, n=args.n, res=args.res, seed=args.seed, workers=args.workers,
                                 progress=not args.no_progress)
+    elif args.kind == "toyheads":
+        path = data.make_toyheads(args.out, n=args.n, res=args.res, seed=args.seed, workers=args.workers,
+                                  progress=not args.no_progress)
     else:
         path = data.make_fashion_mnist(args.out, res=args.res, split=args.split, progress=not args.no_progress)
     print(f"wrote {path}")
@@ -257,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Create dataset archives (.zip with images/, optional masks/ and dataset.json).")
     dsub = ds.add_subparsers(dest="kind", metavar="KIND", required=True)
     for kind, help_text in (("toyfaces", "Procedural aligned faces with part masks (a stand-in for FFHQ)."),
-                            ("scenes", "Procedural outdoor scenes with sky/ground/building/tree/car masks.")):
+                            ("scenes", "Procedural outdoor scenes with sky/ground/building/tree/car masks."),
+                            ("toyheads", "Procedural 3D heads from random yaw/pitch with EG3D camera labels, "
+                                         "depth maps and part masks (a stand-in for posed FFHQ).")):
         k = dsub.add_parser(kind, help=help_text, description=help_text, formatter_class=fmt)
         k.add_argument("--out", required=True, help="Output archive (.zip).")
         k.add_argument("--n", type=int, default=20000, help="Number of images.")
@@ -296,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--batch stays the global batch. For several machines call torchrun yourself (README).")
     t.add_argument("--links", metavar="YAML", help="LinkGAN links file: {links: [{name: eyes, region: {box: [x0, y0, "
                    "x1, y1]}, axes: 64}, ...], allow_overlap: false}. Regions are box, ellipse [cx, cy, rx, ry], "
-                   "polygon [[x, y], ...] or mask PATH.png, in [0,1] image coordinates (y down). axes: a count "
+                   "polygon [[x, y], ...] or mask PATH.png, in [0,1] image coordinates (y down); 3D models (--kind 3d) "
+                   "also take box3d [x0, y0, z0, x1, y1, z1], a box in world units (y up, the subject faces +z). "
+                   "axes: a count "
                    "(the next free block of W channels) or [start, stop].")
     t.add_argument("--link", action="append", metavar="NAME=REGION@AXES",
                    help="Add one link, e.g. eyes=box:0.22,0.36,0.78,0.52@64 or blob=ellipse:0.5,0.5,0.2,0.1@32:96 "
@@ -321,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "resampled, and a heat map of |change| with the region's outline. "
                                    "--transplant and --interpolate make the other kinds of edit.",
                        formatter_class=fmt)
-    e.add_argument("--ckpt", required=True, help="A run directory or a checkpoint file.")
+    e.add_argument("--ckpt", help="A run directory or a checkpoint file (with --recipe: the recipe's by default).")
     e.add_argument("--link", help="Name of the link to edit (see `linkgan info`).")
     e.add_argument("--seeds", default="0-3", help="Seeds of the images to edit.")
     e.add_argument("--n", type=int, default=6, help="Variants per image.")
@@ -342,9 +473,69 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model).")
     e.add_argument("--segmenter", help="Segmenter for semantic links (a file or package.module:attr); overrides the one "
                                          "saved with the model.")
+    e.add_argument("--latent", help="Edit an inverted real image (the latent.safetensors that `linkgan invert` "
+                                    "wrote) instead of --seeds.")
     e.add_argument("--out", default="edit.png", help="Output PNG (or GIF with --interpolate).")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    e.add_argument("--recipe", metavar="JSON", help="Replay a recipe from the web editor (`linkgan serve`): its "
+                   "image and every edit in order; writes the exact image as a PNG at the model's resolution.")
     e.set_defaults(func=cmd_edit)
+
+    inv = sub.add_parser("invert", help="Invert real images into a model (GAN inversion), for editing them.",
+                         description="For each image: Adam on the latent from w_avg (or from an encoder's guess) "
+                                     "in W or W+, with the noise maps, minimizing pixel MSE plus a perceptual "
+                                     "distance on the FID Inception network's features (metrics extra; else a "
+                                     "multi-scale pixel + SSIM loss, as the output says). Writes DIR/NAME/"
+                                     "latent.safetensors (edit it with `linkgan edit --latent`), reconstruction.png, "
+                                     "side_by_side.png and metrics.json (PSNR, SSIM, perceptual distance).",
+                         formatter_class=fmt)
+    inv.add_argument("--ckpt", required=True, help="A run directory or a checkpoint file.")
+    inv.add_argument("--images", required=True, help="An image file or a folder of images (any size; grey and "
+                                                      "RGBA are converted).")
+    inv.add_argument("--out", required=True, help="Output folder.")
+    inv.add_argument("--space", default="w+", choices=["w", "w+"], help="W: one w for all layers; W+: one per "
+                                                                        "layer (closer reconstructions).")
+    inv.add_argument("--steps", type=int, default=200, help="Projector steps (0: the encoder's guess alone).")
+    inv.add_argument("--encoder", default="auto", help="Encoder file for the starting point; 'auto' uses "
+                                                       "encoder.safetensors beside the checkpoint if present, "
+                                                       "'none' starts from w_avg.")
+    inv.add_argument("--pti", action="store_true", help="Pivotal tuning: then fine-tune a copy of the synthesis "
+                                                        "network around the latent (stored in the latent file), "
+                                                        "and report whether the links stay local.")
+    inv.add_argument("--pti-steps", type=int, default=100, help="Pivotal tuning steps.")
+    inv.add_argument("--align", default="center", choices=["center", "none"],
+                     help="center: crop the centred square; none: resize the whole image.")
+    inv.add_argument("--perceptual", default="auto", choices=["auto", "inception", "ssim"],
+                     help="Perceptual term: Inception features (auto, when installed) or pixel + SSIM.")
+    inv.add_argument("--no-noise", action="store_true", help="Keep the model's constant noise maps instead of "
+                                                            "optimizing them (edits stay closer to the model).")
+    inv.add_argument("--wplus-weight", type=float, default=1.0,
+                     help="W+ only: penalty on the layers' ws straying from their mean. 0 is StyleGAN2's free W+ "
+                          "(about 1 dB better reconstructions, but edits of the links leak outside their regions).")
+    inv.add_argument("--seed", type=int, default=0, help="Seed of the projector's latent jitter.")
+    inv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    inv.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
+    inv.set_defaults(func=cmd_invert)
+
+    en = sub.add_parser("encoder", help="Train an encoder that predicts a model's latent from an image.")
+    ensub = en.add_subparsers(dest="encoder_command", required=True, metavar="ACTION")
+    et = ensub.add_parser("train", help="Train on the generator's own samples (and real images with --data).",
+                          description="Trains a convolutional encoder image -> W or W+ on the model's samples "
+                                      "(latent MSE plus pixel MSE of the regenerated image) and, with --data, "
+                                      "on real images (reconstruction only). `linkgan invert` uses it as the "
+                                      "projector's start, or alone with --steps 0.", formatter_class=fmt)
+    et.add_argument("--ckpt", required=True, help="A run directory or a checkpoint file.")
+    et.add_argument("--out", help="Encoder file (default: encoder.safetensors beside the checkpoint, which "
+                                  "`linkgan invert` then finds by itself).")
+    et.add_argument("--space", default="w+", choices=["w", "w+"], help="Latent space to predict.")
+    et.add_argument("--kimg", type=float, default=20.0, help="Thousands of training images.")
+    et.add_argument("--batch", type=int, default=32, help="Batch size.")
+    et.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate.")
+    et.add_argument("--data", help="Real images (an archive or folder) to train on as well.")
+    et.add_argument("--seed", type=int, default=0, help="Random seed.")
+    et.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    et.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    et.set_defaults(func=cmd_encoder)
 
     mt = sub.add_parser("metrics", help="Evaluate metrics (masked MSE locality, FID, KID) and write JSON.",
                         description="mse<N>k: masked MSE per link over N thousand samples: mse_in and mse_out "
@@ -371,6 +562,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print a checkpoint's config and progress.", formatter_class=fmt)
     i.add_argument("--ckpt", required=True, help="A run directory or a checkpoint file.")
     i.set_defaults(func=cmd_info)
+
+    sv = sub.add_parser("serve", help="Serve the interactive web editor (pip install \"linkgan[web]\").",
+                        description="A web page to pick an image (a seed or an uploaded photo), see its linked "
+                                    "regions outlined, resample, perturb, blend and transplant them, undo, and "
+                                    "download the image and its recipe (replay: linkgan edit --recipe FILE).",
+                        formatter_class=fmt)
+    sv.add_argument("--ckpt", default="builtin:toyfaces", help="A run directory, a checkpoint file, or the toyfaces "
+                                                             "model that ships with linkgan.")
+    sv.add_argument("--host", default="127.0.0.1", help="Address to bind (0.0.0.0 exposes the editor to the network).")
+    sv.add_argument("--port", type=int, default=7860, help="Port.")
+    sv.add_argument("--trunc", type=float, default=1.0, help="Truncation psi of the seeds and resampled axes.")
+    sv.add_argument("--invert-steps", type=int, default=100, help="Projector steps for uploaded photos.")
+    sv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    sv.add_argument("--open", action="store_true", help="Open the page in a browser.")
+    sv.set_defaults(func=cmd_serve)
     add_segmenter_commands(sub)
     return p
 

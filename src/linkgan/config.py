@@ -53,6 +53,29 @@ class ModelConfig:
                        choices=["auto", "grouped", "scaled"])
     conv_clamp: float | None = opt(None, "Clamp conv activations to +-this value (256 is usual with fp16); "
                                    "unset for no clamp.")
+    # 3D-aware generator (kind: 3d), EG3D-style: see linkgan.networks.triplane and linkgan.threed.
+    kind: str = opt("2d", "Generator kind: '2d' (StyleGAN2) or '3d' (EG3D-style tri-plane generator with volume "
+                    "rendering and a camera-conditioned D; the data needs camera labels, e.g. `linkgan dataset "
+                    "toyheads`). In 3D, --res is the resolution of the final image that D sees.",
+                    choices=["2d", "3d"])
+    plane_resolution: int = opt(64, "3D: resolution of the three feature planes (the backbone's output).",
+                                flag="--plane-res")
+    plane_channels: int = opt(32, "3D: feature channels per plane.")
+    decoder_hidden: int = opt(64, "3D: hidden width of the MLP that decodes plane features into density and "
+                              "colour features.")
+    feature_channels: int = opt(32, "3D: features decoded per 3D point; the first 3 are the raw RGB.")
+    superresolution: bool = opt(True, "3D: render rays at --res/2 and upsample 2x with a w-modulated "
+                                "super-resolution stage (D then also sees the raw render).")
+    sr_channels: int = opt(64, "3D: channels of the super-resolution stage.")
+    box_size: float = opt(1.0, "3D: side of the world cube [-s/2, s/2]^3 that the planes span (world units).")
+    ray_near: float = opt(2.2, "3D: start of the rendered ray segment, in world units from the camera centre "
+                          "(toyheads: 2.2).")
+    ray_far: float = opt(3.2, "3D: end of the rendered ray segment (toyheads: 3.2).")
+    coarse_samples: int = opt(24, "3D: stratified samples per ray.")
+    fine_samples: int = opt(24, "3D: importance samples per ray, drawn from the coarse weights (0 = none).")
+    camera_radius: float = opt(2.7, "3D: camera distance to the origin of the views rendered for sample grids, "
+                               "edits and metrics (toyheads: 2.7).")
+    camera_focal: float = opt(2.8, "3D: normalized focal length of those views (toyheads: 2.8).")
 
 
 @dataclass
@@ -89,6 +112,10 @@ class TrainConfig:
                          "scaling). Regularizers always run in fp32. Ignored on CPU.",
                          choices=["fp32", "bf16", "fp16"])
     channels_last: bool = opt(False, "Use the channels_last memory format on CUDA.")
+    compile: str = opt("none", "torch.compile the forward passes of G's mapping and synthesis networks and of D "
+                       "with this mode (none: eager). The first steps are slow while it compiles; worth it for "
+                       "long CUDA runs. 2D models only.",
+                       choices=["none", "default", "reduce-overhead", "max-autotune"])
     metrics: str = opt("", "Metrics of G_ema to evaluate at every snapshot and at the end, logged to TensorBoard "
                        "and stats.jsonl: e.g. fid5k,mse1k (see `linkgan metrics --help`).")
     init: str = opt("", "Initialize G, D and G_ema from this checkpoint or run (fine-tuning); the "
@@ -112,6 +139,13 @@ class TrainConfig:
                          "`linkgan segmenter train`, a TorchScript or ONNX file, or package.module:attr.")
     link_start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
                                  "scratch).")
+    gpc_swap: float = opt(0.5, "3D: probability that the mapping network is conditioned on another sample's "
+                          "camera than the one rendered (EG3D's generator pose-conditioning swap), so that "
+                          "identity does not become tied to pose.")
+    link_box3d_image: bool = opt(True, "3D-box links: besides the field inside and outside the box, penalize "
+                                 "change of the rendered image outside the box's footprint (pixels whose ray misses "
+                                 "the box, dilated by 2) when the link's axes move; this reaches the "
+                                 "super-resolution stage, which the field loss does not see.")
     link_fakes: float = opt(0.25, "Fraction of each fake batch (G and D phases) generated from perturbed latents, "
                             "so that D sees perturbed images as fakes and G keeps them realistic; 0 turns it off.")
 

@@ -64,6 +64,28 @@ def check_finite(name: str, value: torch.Tensor, step: int) -> None:
             "good checkpoint is kept. Lower the learning rates (--lr-g/--lr-d), raise --r1-gamma, or use fp32.")
 
 
+class CompiledForward:
+    """A module's torch.compile'd forward that runs the eager one inside ``eager_forwards()``:
+    compiled graphs do not support double backward, which R1 and path length need."""
+
+    eager_depth = 0
+
+    def __init__(self, eager, compiled):
+        self.eager, self.compiled = eager, compiled
+
+    def __call__(self, *args, **kwargs):
+        return (self.eager if CompiledForward.eager_depth else self.compiled)(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def eager_forwards():
+    CompiledForward.eager_depth += 1
+    try:
+        yield
+    finally:
+        CompiledForward.eager_depth -= 1
+
+
 class StyleGAN2Loss:
     """Computes each phase's loss and backpropagates it (``accumulate``)."""
 
@@ -98,24 +120,36 @@ class StyleGAN2Loss:
             ws = self.link.perturb_some(ws)
         return ws
 
-    def run_G(self, z: torch.Tensor, update_w_avg: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_G(self, z: torch.Tensor, update_w_avg: bool = True, c: torch.Tensor | None = None):
+        """Fake images and their ws. ``c``: cameras of a 3D subclass (linkgan.threed); unused in 2D."""
         ws = self.sample_ws(z, update_w_avg)
         return self.G.synthesis(ws, noise_mode=self.noise_mode), ws
 
-    def run_D(self, img: torch.Tensor) -> torch.Tensor:
+    def run_D(self, img, c: torch.Tensor | None = None) -> torch.Tensor:
         return self.D(img)
 
+    @staticmethod
+    def image_of(fake) -> torch.Tensor:
+        """The image (N,3,R,R) of run_G's output: itself in 2D, its 'image' entry for a 3D generator's dict."""
+        return fake["image"] if isinstance(fake, dict) else fake
+
+    def link_terms(self, z: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """The Glink phase's weighted loss and its terms for latents z (a 3D subclass renders from c)."""
+        return self.link.loss(self.G, self.G.mapping(z))
+
     def accumulate(self, phase: str, real: torch.Tensor, z: torch.Tensor, gain: float, stats: LossStats,
-                   step: int, scaler=None) -> None:
+                   step: int, scaler=None, c_real: torch.Tensor | None = None,
+                   c_gen: torch.Tensor | None = None) -> None:
         """Runs one phase's forward and backward pass.
 
         real: (N,3,R,R) in [-1,1]; z: (N, z_dim); gain: the lazy-regularization interval.
+        c_real, c_gen: (N, 25) cameras of the real images and of the fakes to render (3D only).
         """
         backward = (lambda loss: scaler.scale(loss).backward()) if scaler is not None else (lambda loss: loss.backward())
         if phase == "Gmain":
             with self.autocast():
-                fake, _ = self.run_G(z)
-                logits = self.run_D(fake).float()
+                fake, _ = self.run_G(z, c=c_gen)
+                logits = self.run_D(fake, c_gen).float()
             loss = F.softplus(-logits).mean()
             check_finite("G", loss, step)
             stats.add("Loss/G/loss", loss)
@@ -123,7 +157,9 @@ class StyleGAN2Loss:
             backward(loss * gain)
         elif phase == "Greg":
             n = max(1, z.shape[0] // self.pl_batch_shrink)
-            fake, ws = self.run_G(z[:n], update_w_avg=False)
+            with eager_forwards():  # double backward
+                fake, ws = self.run_G(z[:n], update_w_avg=False, c=None if c_gen is None else c_gen[:n])
+            fake = self.image_of(fake)
             # Path length: |J_w^T y| for random image-space directions y, normalized by the
             # number of pixels so the penalty is resolution independent.
             y = torch.randn_like(fake) / np.sqrt(fake.shape[2] * fake.shape[3])
@@ -138,8 +174,7 @@ class StyleGAN2Loss:
             backward((loss + fake[:, 0, 0, 0].sum() * 0) * gain)
         elif phase == "Glink":
             n = min(self.link.batch, z.shape[0])
-            ws = self.G.mapping(z[:n])
-            loss, terms = self.link.loss(self.G, ws)
+            loss, terms = self.link_terms(z[:n], None if c_gen is None else c_gen[:n])
             check_finite("link", loss, step)
             stats.add("Loss/link/total", loss)
             for key, value in terms.items():
@@ -148,10 +183,11 @@ class StyleGAN2Loss:
             backward(loss * gain)
         elif phase == "Dmain":
             with torch.no_grad(), self.autocast():
-                fake, _ = self.run_G(z, update_w_avg=False)
+                fake, _ = self.run_G(z, update_w_avg=False, c=c_gen)
+            fake = {k: v.float() for k, v in fake.items()} if isinstance(fake, dict) else fake.float()
             with self.autocast():
-                logits_fake = self.run_D(fake.float()).float()
-                logits_real = self.run_D(real).float()
+                logits_fake = self.run_D(fake, c_gen).float()
+                logits_real = self.run_D(real, c_real).float()
             loss = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
             check_finite("D", loss, step)
             stats.add("Loss/D/loss", loss)
@@ -160,7 +196,8 @@ class StyleGAN2Loss:
             backward(loss * gain)
         elif phase == "Dreg":
             real = real.detach().requires_grad_(True)
-            logits = self.run_D(real)
+            with eager_forwards():  # double backward
+                logits = self.run_D(real, c_real)
             (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
             penalty = grad.square().sum(dim=[1, 2, 3])
             loss = (penalty * (self.r1_gamma / 2)).mean()

@@ -130,6 +130,15 @@ def compute_metrics(G: Generator, partition: LatentPartition, names: list[str], 
     """
     out: dict = {}
     inception_names = [n for n in names if _is_inception_metric(n)]
+    if getattr(G, "c_dim", 0) and (inception_names or any(MSE_PATTERN.match(n) for n in names)):
+        if inception_names:
+            raise ValueError(f"{', '.join(inception_names)}: FID/KID are not available for 3D models yet")
+        from .threed import masked_mse_metric_3d  # RGB and depth, averaged over views
+
+        for name in names:
+            out[name] = masked_mse_metric_3d(G, partition, n=int(MSE_PATTERN.match(name).group(1)) * 1000,
+                                             device=device, progress=progress)
+        return {name: out[name] for name in names}
     if inception_names and dist_env is not None and dist_env.active:
         from .distributed import all_gather_objects
 

@@ -83,6 +83,10 @@ class LinkGANPipeline:
         device = select_device(device)
         G = build_generator(config.model)
         load_module(G, ckpt, "G_ema" if ckpt.has("G_ema") else "G")
+        if config.model.kind == "3d" and cls is LinkGANPipeline:
+            from .threed import TriplanePipeline  # renders from cameras; multi-view edits with depth
+
+            cls = TriplanePipeline
         return cls(G.to(device), config, device, ckpt.path)
 
     @property
@@ -95,13 +99,26 @@ class LinkGANPipeline:
         with torch.no_grad():
             return self.G.mapping(z, truncation_psi=truncation)
 
-    def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", batch: int = 32) -> torch.Tensor:
-        """ws (N, num_ws, w_dim) -> images (N, 3, R, R) float in [-1, 1], on the CPU."""
+    def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", batch: int = 32, latent=None) -> torch.Tensor:
+        """ws (N, num_ws, w_dim) -> images (N, 3, R, R) float in [-1, 1], on the CPU.
+
+        latent: an Inversion whose noise maps (and pivotally tuned weights) render ws."""
+        synthesis, noises = self._renderer(latent)
         out = []
         with torch.no_grad():
             for i in range(0, ws.shape[0], batch):
-                out.append(self.G.synthesis(ws[i:i + batch].to(self.device), noise_mode=noise_mode).cpu())
+                out.append(synthesis(ws[i:i + batch].to(self.device), noise_mode=noise_mode, noises=noises).cpu())
         return torch.cat(out)
+
+    def _renderer(self, latent):
+        """(synthesis network, noise maps) for rendering: an Inversion's own, else G's constant ones."""
+        from .inversion import Inversion
+
+        if isinstance(latent, Inversion):
+            latent.check_generator(self.G)
+            noises = [n.to(self.device) for n in latent.noise] if latent.noise is not None else None
+            return latent.synthesis(self.G), noises
+        return self.G.synthesis, None
 
     def generate(self, seeds, truncation: float = 1.0, noise_mode: str = "const", output: str = "pil"):
         """Images for the given seeds ('0-15', [0, 1], or 3).
@@ -134,7 +151,13 @@ class LinkGANPipeline:
 
     # -- editing -----------------------------------------------------------------------------
     def _ws(self, seed_or_latent, truncation: float) -> torch.Tensor:
-        """A seed (int) -> its ws (1, L, D); a latent tensor (L, D) or (1, L, D) or (D,) passes through."""
+        """A seed (int) -> its ws (1, L, D); an Inversion or a latent tensor (L, D) or (1, L, D) or (D,)
+        passes through."""
+        from .inversion import Inversion
+
+        if isinstance(seed_or_latent, Inversion):
+            seed_or_latent.check_generator(self.G)
+            return seed_or_latent.ws.to(self.device, torch.float32)
         if torch.is_tensor(seed_or_latent):
             ws = seed_or_latent.to(self.device, torch.float32)
             if ws.ndim == 1:
@@ -145,8 +168,9 @@ class LinkGANPipeline:
     def edit(self, seed=None, link: str = "", n: int = 6, mode: str = "resample", strength: float = 1.0,
              truncation: float = 1.0, complement: bool = False, edit_seed: int = 0, latent=None,
              output: str = "pil"):
-        """The image of ``seed`` (or of ``latent``) and n variants with ``link``'s axes resampled
-        (or perturbed by ``strength``; or, with ``complement``, every other axis).
+        """The image of ``seed`` (or of ``latent``: a ws tensor or an Inversion from ``invert``) and n
+        variants with ``link``'s axes resampled (or perturbed by ``strength``; or, with
+        ``complement``, every other axis).
 
         Returns (original, [variants]) as PIL images (output='pil') or tensors in [-1, 1].
         """
@@ -162,7 +186,7 @@ class LinkGANPipeline:
         variants = edit_latents(self.G, self.links, ws, link, n, mode, strength, truncation, complement,
                                 edit_seed)[0]
         if original is None:
-            imgs = self.synthesize(torch.cat([ws, variants]))
+            imgs = self.synthesize(torch.cat([ws, variants]), latent=latent)
         else:
             imgs = torch.cat([original, self.synthesize(variants)])
         if output == "tensor":
@@ -187,23 +211,69 @@ class LinkGANPipeline:
 
     def save_edit_grid(self, seeds, link: str, out: str | Path, n: int = 6, mode: str = "resample",
                        strength: float = 1.0, truncation: float = 1.0, complement: bool = False,
-                       edit_seed: int = 0) -> Path:
-        """Writes rows of [original, n edited variants, |change| heat map with the region outline]."""
+                       edit_seed: int = 0, latent=None) -> Path:
+        """Writes rows of [original, n edited variants, |change| heat map with the region outline];
+        one row per seed, or one row for ``latent`` (an Inversion or a ws tensor) when given."""
         from .editing import display_upscale, edit_grid, edit_latents, region_outline
 
-        ws = self.latents(seeds, truncation)
+        ws = self._ws(latent, truncation) if latent is not None else self.latents(seeds, truncation)
         variants = edit_latents(self.G, self.links, ws, link, n, mode, strength, truncation, complement, edit_seed)
-        originals = self.synthesize(ws)
-        imgs = self.synthesize(variants.flatten(0, 1)).reshape(len(ws), n, *originals.shape[1:])
+        originals = self.synthesize(ws, latent=latent)
+        imgs = self.synthesize(variants.flatten(0, 1), latent=latent).reshape(len(ws), n, *originals.shape[1:])
         grid = edit_grid(originals, imgs, region_outline(self.links, link, self.resolution, originals))
         return save_png(grid, out, upscale=display_upscale(self.resolution))
+
+    # -- inversion ---------------------------------------------------------------------------
+    def encoder_path(self) -> Path | None:
+        """``encoder.safetensors`` beside the checkpoint (or in the run directory), if there is one."""
+        if self.source is None:
+            return None
+        candidate = Path(self.source).parent / "encoder.safetensors"
+        return candidate if candidate.is_file() else None
+
+    def invert(self, image, space: str = "w+", steps: int | None = None, encoder="auto", seed: int = 0,
+               progress=None, pti: bool = False, pti_steps: int = 100, perceptual: str = "auto",
+               align: str = "center", noise: bool = True, wplus_weight: float = 1.0):
+        """Inverts a real image into this model; ``edit(latent=...)`` then edits it like a seed.
+
+        image: a path, PIL image or uint8 array of any size, grey or RGBA; it is center-cropped
+        (``align='center'``) or squashed (``'none'``) to the model's resolution. encoder: 'auto'
+        (``encoder.safetensors`` beside the checkpoint, if any), a path, a LatentEncoder, or None.
+        steps: projector steps (default 200; 0 returns the encoder's guess). pti: pivotal tuning
+        of a copy of the synthesis network afterwards. progress: callable(step, total, loss).
+        Returns a linkgan.inversion.Inversion. Non-images raise linkgan.images.ImageLoadError.
+        """
+        from .images import load_image
+        from .inversion import LatentEncoder, ReconstructionLoss, pivotal_tuning, project
+
+        target = load_image(image, self.resolution, align).to(self.device)
+        if encoder == "auto":
+            encoder = self.encoder_path()
+        if encoder is not None and not isinstance(encoder, LatentEncoder):
+            encoder = LatentEncoder.load(encoder, self.device)
+        steps = 200 if steps is None else int(steps)
+        if steps == 0 and encoder is None:
+            raise ValueError("steps=0 needs an encoder (train one with `linkgan encoder train`)")
+        init = None
+        if encoder is not None:
+            encoder.check_generator(self.G)
+            with torch.no_grad():
+                init = encoder(target)
+        loss = ReconstructionLoss(perceptual, device=self.device)
+        inv = project(self.G, target, space=space, steps=steps, init_ws=init, noise=noise, loss=loss, seed=seed,
+                      wplus_weight=wplus_weight, progress=progress)
+        inv.info.update(encoder=getattr(encoder, "source", "given") if encoder is not None else None,
+                        checkpoint=str(self.source), align=align)
+        if pti:
+            inv = pivotal_tuning(self.G, inv, steps=pti_steps, loss=loss, progress=progress)
+        return inv
 
     def transplant(self, a, b, link: str, truncation: float = 1.0, output: str = "pil"):
         """Image a with link's region taken from image b (seeds or latents)."""
         from .editing import transplant_latents
 
         ws = transplant_latents(self.links, self._ws(a, truncation), self._ws(b, truncation), link)
-        img = self.synthesize(ws)
+        img = self.synthesize(ws, latent=a)
         return img[0] if output == "tensor" else to_pil(img)[0]
 
     def interpolate(self, seed, link: str, target_seed: int | None = None, frames: int = 30,
@@ -212,11 +282,12 @@ class LinkGANPipeline:
         from .editing import interpolation_latents
 
         if target_seed is None:
-            if torch.is_tensor(seed):
+            if not isinstance(seed, int):
                 raise ValueError("interpolating from a latent needs target_seed (a seed or a latent)")
             target_seed = int(seed) + 1
         target = self._ws(target_seed, truncation)
-        imgs = self.synthesize(interpolation_latents(self.links, self._ws(seed, truncation), target, link, frames))
+        imgs = self.synthesize(interpolation_latents(self.links, self._ws(seed, truncation), target, link, frames),
+                               latent=seed)
         return imgs if output == "tensor" else to_pil(imgs)
 
     def __repr__(self) -> str:

@@ -53,7 +53,7 @@ __all__ = [
 # float32 should not be rejected for rounding.
 OUTSIDE_TOLERANCE = 1e-6
 
-REGION_KINDS = ("box", "ellipse", "polygon", "mask", "semantic")
+REGION_KINDS = ("box", "ellipse", "polygon", "mask", "semantic", "box3d")  # box3d: linkgan.regions3d
 SEMANTIC_KEYS = ("segmenter", "mask_mode")  # the optional keys of a semantic region spec
 
 _COORDS_HELP = ("region coordinates are fractions of the image in [0, 1] "
@@ -586,6 +586,10 @@ def region_from_spec(spec, base_dir: str | os.PathLike | None = None) -> Region:
         return PolygonRegion(value)
     if kind == "mask":
         return MaskRegion(value, base_dir=base_dir)
+    if kind == "box3d":  # a box in 3D world coordinates, for 3D generators
+        from .regions3d import BOX3D_FIELDS, Box3DRegion
+
+        return Box3DRegion(*_numbers(value, 6, "box3d", BOX3D_FIELDS))
     return SemanticRegion(value, segmenter=spec.get("segmenter"), mask_mode=spec.get("mask_mode", "union"),
                           base_dir=base_dir)
 
@@ -606,7 +610,7 @@ def parse_region_shorthand(text: str, base_dir: str | os.PathLike | None = None)
         raise RegionError(f"unknown region kind {kind!r} in {text!r}; valid kinds: {', '.join(REGION_KINDS)}")
     if not rest:
         raise RegionError(f"region {text!r} has no values after '{kind}:'")
-    if kind in ("box", "ellipse"):
+    if kind in ("box", "ellipse", "box3d"):
         return region_from_spec({kind: [v.strip() for v in rest.split(",")]})
     if kind == "polygon":
         return PolygonRegion([[v.strip() for v in p.split(",")] for p in rest.split(";") if p.strip()])

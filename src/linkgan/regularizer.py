@@ -92,8 +92,12 @@ def _region_masks(partition: LatentPartition, masks: dict[str, torch.Tensor], na
 
 def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks: dict[str, torch.Tensor],
               alpha: float, generator: torch.Generator | None = None,
-              form: str = "relative", samples: str = "all") -> dict[str, torch.Tensor]:
+              form: str = "relative", samples: str = "all", render=None) -> dict[str, torch.Tensor]:
     """Computes the LinkGAN terms for a batch.
+
+    render: callable(ws (k*N, num_ws, w_dim), k) -> images (k*N, 3, H, W) that renders k
+    chunks of the same N samples with shared noise; default G.synthesis. A 3D generator
+    passes one that renders every chunk from the same cameras (linkgan.threed).
 
     ws: (N, num_ws, w_dim) latents; masks: link name -> (H, W) {0,1} fixed region mask at G's
     resolution. A link missing from ``masks`` must be semantic: its masks are computed per
@@ -122,6 +126,9 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
         raise ValueError(f"link loss form must be one of {LOSS_FORMS}, not {form!r}")
     if samples not in SAMPLE_MODES:
         raise ValueError(f"link sample mode must be one of {SAMPLE_MODES}, not {samples!r}")
+    if render is None:
+        def render(all_ws, k):
+            return G.synthesis(all_ws, noise_mode="random", noise_repeats=k)
     n, w_dim = ws.shape[0], ws.shape[2]
     names = list(partition.names)
     out: dict[str, torch.Tensor] = {}
@@ -131,7 +138,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
             d_in, d_out = perturbation_deltas(partition, name, n, w_dim, alpha, generator, ws.device)
             batches.append(ws + d_in[:, None, :])   # x1: the link's axes moved
             batches.append(ws + d_out[:, None, :])  # x2: the complement moved
-        images = G.synthesis(torch.cat(batches), noise_mode="random", noise_repeats=len(batches))
+        images = render(torch.cat(batches), len(batches))
         chunks = images.split(n)
         x = chunks[0]
         for k, name in enumerate(names):
@@ -147,7 +154,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
         pc = torch.randn(n, w_dim, generator=generator).to(ws.device)
         ws1 = ws + (alpha * p * own)[:, None, :]
         ws2 = ws + (alpha * pc * (1.0 - own))[:, None, :]
-        images = G.synthesis(torch.cat([ws, ws1, ws2]), noise_mode="random", noise_repeats=3)
+        images = render(torch.cat([ws, ws1, ws2]), 3)
         x, x1, x2 = images.split(n)
         for k, name in enumerate(names):
             idx = (owner == k).nonzero().flatten().to(ws.device)
@@ -187,6 +194,8 @@ class LinkSettings:
         for link in partition:
             if link.region.is_fixed:
                 masks[link.name] = partition.region_mask(link.name, resolution, device=device).to(torch.float32)
+            elif getattr(link.region, "is_volume", False):
+                continue  # a 3D-box region constrains a 3D generator's field (linkgan.threed), not pixels
             else:
                 try:
                     link.region.model()  # load now: a missing file or unknown class fails before training
@@ -194,9 +203,12 @@ class LinkSettings:
                     raise type(err)(f"link '{link.name}': {err}") from None
         return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form, samples)
 
-    def loss(self, G: Generator, ws: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The weighted regularizer sum_i lambda_in L_in_i + lambda_out L_out_i, and its terms."""
-        terms = link_loss(G, ws, self.partition, self.masks, self.alpha, form=self.form, samples=self.samples)
+    def loss(self, G: Generator, ws: torch.Tensor, render=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted regularizer sum_i lambda_in L_in_i + lambda_out L_out_i, and its terms.
+
+        render: see link_loss (a 3D generator's renderer from fixed cameras)."""
+        terms = link_loss(G, ws, self.partition, self.masks, self.alpha, form=self.form, samples=self.samples,
+                          render=render)
         total = sum(self.lambda_in * terms[f"in/{n}"] + self.lambda_out * terms[f"out/{n}"]
                     for n in self.partition.names if f"in/{n}" in terms)
         return total, terms

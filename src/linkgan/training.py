@@ -29,13 +29,40 @@ from .regularizer import LinkSettings
 PHASE_ORDER = ["Gmain", "Greg", "Glink", "Dmain", "Dreg"]
 
 
+# torch.compile's backend; tests swap in "aot_eager", which traces forward and backward like
+# inductor does but skips the (slow) code generation.
+COMPILE_BACKEND = "inductor"
+
+
+def compile_forwards(modules, mode: str) -> None:
+    """Replaces each module's forward by its torch.compile'd version. The modules themselves (their
+    parameters, state_dict keys, deepcopies such as G_ema) stay as they are, so checkpoints and
+    resume do not see the compilation. Shapes that change (the lazy phases' batches) recompile
+    once each and are then cached. R1 and path length (double backward, which compiled graphs do
+    not support) run the eager forwards (losses.eager_forwards)."""
+    from .losses import CompiledForward
+
+    for module in modules:
+        kwargs = {"mode": None if mode == "default" else mode} if COMPILE_BACKEND == "inductor" else {}
+        compiled = torch.compile(module.forward, backend=COMPILE_BACKEND, dynamic=False, **kwargs)
+        module.forward = CompiledForward(module.forward, compiled)
+
+
 def build_generator(m: ModelConfig) -> Generator:
+    if m.kind == "3d":  # an EG3D-style tri-plane generator (linkgan.threed)
+        from .threed import build_triplane_generator
+
+        return build_triplane_generator(m)
     return Generator(resolution=m.resolution, z_dim=m.z_dim, w_dim=m.w_dim, mapping_layers=m.mapping_layers,
                      mapping_lr_mul=m.mapping_lr_mul, channel_base=m.channel_base, channel_max=m.channel_max,
                      img_channels=m.img_channels, modconv=m.modconv, conv_clamp=m.conv_clamp)
 
 
 def build_discriminator(m: ModelConfig) -> Discriminator:
+    if m.kind == "3d":  # camera-conditioned, with the raw render as extra channels
+        from .threed import build_camera_discriminator
+
+        return build_camera_discriminator(m)
     return Discriminator(resolution=m.resolution, img_channels=m.img_channels, channel_base=m.channel_base,
                          channel_max=m.channel_max, mbstd_group=m.mbstd_group, conv_clamp=m.conv_clamp)
 
@@ -133,8 +160,13 @@ class Trainer:
 
         if dataset is None:
             from .data import ImageDataset
-            dataset = ImageDataset(t.data, resolution=m.resolution, xflip=t.xflip)
+            dataset = ImageDataset(t.data, resolution=m.resolution, xflip=t.xflip, return_cameras=m.kind == "3d")
         self.dataset = dataset
+        self.is_3d = m.kind == "3d"
+        if self.is_3d:
+            from .threed import check_camera_dataset
+
+            self.camera_pool = check_camera_dataset(dataset)  # (len, 25): fakes are rendered from these
 
         torch.manual_seed(t.seed)
         np.random.seed(t.seed)
@@ -148,12 +180,18 @@ class Trainer:
         if t.channels_last and self.device.type == "cuda":
             for net in (self.G, self.D, self.G_ema):
                 net.to(memory_format=torch.channels_last)
+        if t.compile != "none":
+            if m.kind != "2d":
+                raise ConfigError("--compile supports 2D models only")
+            compile_forwards((self.G.mapping, self.G.synthesis, self.D), t.compile)
 
         self.partition = config.partition()
         # Saved with explicit axis ranges and absolute mask/segmenter paths, so that every
         # later command finds the same links from any folder.
         config.links = self.partition.to_specs()
         self.link = None
+        if not self.is_3d and any(getattr(link.region, "is_volume", False) for link in self.partition):
+            raise ConfigError("3D-box regions (box3d) need a 3D generator (--kind 3d); this model is 2D")
         if len(self.partition):
             self.link = LinkSettings.build(
                 self.partition, m.resolution, self.device, t.link_alpha, t.link_lambda_in, t.link_lambda_out,
@@ -163,8 +201,13 @@ class Trainer:
         self.r1_gamma = t.r1_gamma if t.r1_gamma is not None else auto_r1_gamma(m.resolution, t.batch)
         autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision]
         self.scaler = torch.amp.GradScaler("cuda") if (t.precision == "fp16" and self.device.type == "cuda") else None
-        self.loss = StyleGAN2Loss(self.G, self.D, self.r1_gamma, t.style_mixing, t.pl_weight, t.pl_batch_shrink,
-                                  t.pl_decay, autocast_dtype, self.device, link=self.link)
+        loss_cls, loss_kwargs = StyleGAN2Loss, {}
+        if self.is_3d:
+            from .threed import TriplaneLoss
+
+            loss_cls, loss_kwargs = TriplaneLoss, {"gpc_swap": t.gpc_swap, "box_image_term": t.link_box3d_image}
+        self.loss = loss_cls(self.G, self.D, self.r1_gamma, t.style_mixing, t.pl_weight, t.pl_batch_shrink,
+                             t.pl_decay, autocast_dtype, self.device, link=self.link, **loss_kwargs)
         self.phases = self._build_phases()
         self.step = 0
         self.images_seen = 0
@@ -191,6 +234,8 @@ class Trainer:
         names = parse_metric_names(spec or "")
         if any(MSE_PATTERN.match(n) for n in names) and not len(self.partition):
             raise ConfigError(f"--metrics {spec}: masked MSE needs links, and this run has none")
+        if any(not MSE_PATTERN.match(n) for n in names) and self.is_3d:
+            raise ConfigError(f"--metrics {spec}: FID/KID are not available for 3D models yet; use mse<N>k")
         if any(not MSE_PATTERN.match(n) for n in names):
             from .fid import find_inception_file
 
@@ -268,7 +313,12 @@ class Trainer:
         return path
 
     def save_grid(self) -> Path:
-        grid = generate_grid(self.G_ema, self.grid_seeds, self.device)
+        if self.is_3d:
+            from .threed import sample_grid
+
+            grid = sample_grid(self.G_ema, self.grid_seeds, self.device)
+        else:
+            grid = generate_grid(self.G_ema, self.grid_seeds, self.device)
         path = save_png(grid, self.run_dir / f"samples-{self.images_seen // 1000:06d}kimg.png")
         save_png(grid, self.run_dir / "samples-latest.png")
         return path
@@ -291,8 +341,13 @@ class Trainer:
         is reproducible from its checkpointed RNG state; each rank has its own stream."""
         return torch.randn(n, self.G.z_dim)
 
-    def train_step(self, real_u8: torch.Tensor, stats: LossStats) -> None:
-        """One step of every due phase on one batch. real_u8: (N,3,R,R) uint8."""
+    def draw_cameras(self, n: int) -> torch.Tensor:
+        """3D: cameras (n, 25) for this phase's fakes, drawn from the dataset's (as EG3D does), on the CPU
+        from the global RNG like the latents."""
+        return self.camera_pool[torch.randint(len(self.camera_pool), (n,))]
+
+    def train_step(self, real_u8: torch.Tensor, stats: LossStats, c_real: torch.Tensor | None = None) -> None:
+        """One step of every due phase on one batch. real_u8: (N,3,R,R) uint8; c_real (N, 25): their cameras (3D)."""
         t = self.config.train
         real = uint8_to_float(real_u8.to(self.device, non_blocking=True))
         if t.channels_last and self.device.type == "cuda":
@@ -301,10 +356,13 @@ class Trainer:
             if not phase.due(self.step):
                 continue
             z = self.draw_latents(self.local_batch).to(self.device)
+            cams = {}
+            if self.is_3d:
+                cams = {"c_real": c_real.to(self.device), "c_gen": self.draw_cameras(self.local_batch).to(self.device)}
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
             self.loss.accumulate(phase.name, real, z, gain=phase.interval, stats=stats, step=self.step,
-                                 scaler=self.scaler if phase.name.endswith("main") else None)
+                                 scaler=self.scaler if phase.name.endswith("main") else None, **cams)
             average_gradients(phase.module.parameters(), self.dist)
             phase.module.requires_grad_(False)
             for p in phase.module.parameters():
@@ -352,9 +410,9 @@ class Trainer:
                 self.save_grid()
             loader = iter(self._loader())
             while self.images_seen < total and not self._stop_agreed():
-                real, *_ = _as_tuple(next(loader))
+                real, *rest = _as_tuple(next(loader))
                 prev = self.images_seen
-                self.train_step(real, stats)
+                self.train_step(real, stats, rest[-1] if self.is_3d else None)
                 steps_done += 1
                 bar.update(self.images_seen - prev)
                 bar.set_postfix(kimg=f"{self.images_seen / 1000:.1f}", refresh=False)

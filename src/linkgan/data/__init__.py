@@ -3,7 +3,8 @@
 - ImageDataset reads an archive (zip) or a folder of images, optionally with
   per-pixel class masks.
 - convert_folder packs any image folder into an archive; make_toyfaces and
-  make_scenes render procedural datasets with exact masks; make_fashion_mnist
+  make_scenes render procedural datasets with exact masks; make_toyheads
+  renders posed 3D heads with cameras, depths and masks; make_fashion_mnist
   packs Debian's Fashion-MNIST.
 - write_archive / read_dataset_info are the one place the archive format
   lives (see linkgan.data.archive).
@@ -24,6 +25,7 @@ from .images import (
 from .preview import colorize_mask, dataset_preview
 from .scenes import SCENES_CLASSES, make_scenes
 from .toyfaces import TOYFACES_CLASSES, TOYFACES_EYES_BOX, TOYFACES_MOUTH_BOX, make_toyfaces
+from .toyheads import TOYHEADS_CLASSES, make_toyheads
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -37,6 +39,7 @@ __all__ = [
     "TOYFACES_CLASSES",
     "TOYFACES_EYES_BOX",
     "TOYFACES_MOUTH_BOX",
+    "TOYHEADS_CLASSES",
     "center_crop_resize",
     "center_crop_resize_mask",
     "colorize_mask",
@@ -48,6 +51,7 @@ __all__ = [
     "make_fashion_mnist",
     "make_scenes",
     "make_toyfaces",
+    "make_toyheads",
     "read_dataset_info",
     "write_archive",
 ]

@@ -4,10 +4,15 @@ An archive is a zip file (members stored uncompressed, since PNGs already are)::
 
     images/00000000.png ...   RGB PNGs, all resolution x resolution
     masks/00000000.png ...    optional; mode L PNGs of class ids, same names
+    depths/00000000.png ...   optional; 16-bit PNGs of depth (see encode_depth_png)
     dataset.json              {"format": "linkgan-dataset", "version": 1,
                                "resolution": R, "num_images": N,
                                "classes": [...] or null, "source": "...",
                                "labels": null, ...extra keys}
+
+"labels" is null, or EG3D's per-image labels: [["images/00000000.png", [floats]], ...]
+(for camera labels, 25 floats each; see linkgan.render3d). With depths, the key "depth"
+holds {"folder": "depths", "near": ..., "far": ...}, the range of the encoding.
 
 Archives are written to a temporary file in the target folder and moved into
 place with os.replace, so a crash never leaves a half-written archive at the
@@ -17,6 +22,7 @@ byte-identical archive.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -36,6 +42,7 @@ ARCHIVE_VERSION = 1
 INFO_NAME = "dataset.json"
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
+DEPTHS_DIR = "depths"
 CLASSES_JSON = "classes.json"
 
 # Fixed member timestamp: zip stores local time, and a real clock would make
@@ -51,6 +58,35 @@ def image_member(index: int) -> str:
 def mask_member(index: int) -> str:
     """Archive member name of the mask of image `index`."""
     return f"{MASKS_DIR}/{index:08d}.png"
+
+
+def depth_member(index: int) -> str:
+    """Archive member name of the depth map of image `index`."""
+    return f"{DEPTHS_DIR}/{index:08d}.png"
+
+
+def encode_depth_png(depth, near: float, far: float) -> bytes:
+    """A depth map (H, W) as a 16-bit grey PNG: 0 where there is no surface (inf, nan or <= 0),
+    else 1 + round((depth - near) / (far - near) * 65534), so depths in [near, far] keep a
+    resolution of (far - near) / 65534."""
+    d = np.asarray(depth, np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"depth map: expected an array of shape (H, W), got {d.shape}")
+    present = np.isfinite(d) & (d > 0)
+    if present.any() and (d[present].min() < near or d[present].max() > far):
+        raise ValueError(f"depth map: values {d[present].min():.4g}..{d[present].max():.4g} fall outside the "
+                         f"encoded range [{near}, {far}]")
+    code = np.zeros(d.shape, np.uint16)
+    code[present] = 1 + np.rint((d[present] - near) / (far - near) * 65534).astype(np.uint16)
+    return encode_png(Image.fromarray(code))
+
+
+def decode_depth_png(data: bytes, near: float, far: float) -> np.ndarray:
+    """The inverse of encode_depth_png: float32 (H, W), inf where there is no surface."""
+    with Image.open(io.BytesIO(data)) as img:
+        code = np.asarray(img).astype(np.float64)
+    depth = near + (code - 1) / 65534 * (far - near)
+    return np.where(code > 0, depth, np.inf).astype(np.float32)
 
 
 def _zip_info(name: str) -> zipfile.ZipInfo:
@@ -87,7 +123,8 @@ class ArchiveWriter:
     """
 
     def __init__(self, out, res: int, classes: list[str] | None = None, source: str = "",
-                 extra_info: dict[str, Any] | None = None):
+                 extra_info: dict[str, Any] | None = None, depth_range: tuple[float, float] | None = None):
+        """depth_range (near, far): every image comes with a depth map, stored in that range."""
         if not isinstance(res, int) or res < 1:
             raise ValueError(f"resolution must be a positive int, got {res!r}")
         self.out = Path(out)
@@ -95,7 +132,9 @@ class ArchiveWriter:
         self.classes = list(classes) if classes is not None else None
         self.source = source
         self.extra_info = dict(extra_info or {})
+        self.depth_range = None if depth_range is None else (float(depth_range[0]), float(depth_range[1]))
         self.num_images = 0
+        self.labels: list[list] = []
         self._tmp: Path | None = None
         self._zip: zipfile.ZipFile | None = None
         self._file = None
@@ -110,11 +149,22 @@ class ArchiveWriter:
         self._zip = zipfile.ZipFile(self._file, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
         return self
 
-    def add(self, image, mask=None) -> None:
+    def add(self, image, mask=None, label=None, depth=None) -> None:
         """Append one image (PNG bytes, RGB PIL image or uint8 (R,R,3) array)
         and, when the archive has classes, its mask (PNG bytes, L image or
-        uint8 (R,R) array of class ids)."""
+        uint8 (R,R) array of class ids). label: a sequence of floats (e.g. a
+        25-value camera), given for every image or for none. depth: with a
+        depth_range, the depth map (float (R,R), inf for none, or the PNG bytes
+        of encode_depth_png)."""
         index = self.num_images
+        if (label is None) != (not self.labels) and index > 0:
+            raise ValueError(f"image {index}: labels must be given for every image or for none")
+        if (depth is None) != (self.depth_range is None):
+            raise ValueError(f"image {index}: " + ("the archive has a depth_range, so every image needs a depth map"
+                                                   if depth is None else "got a depth map but no depth_range"))
+        if depth is not None:
+            depth_png = depth if isinstance(depth, (bytes, bytearray)) else encode_depth_png(depth, *self.depth_range)
+            self._check_size(bytes(depth_png), f"depth {index}")
         img_png = _png_bytes(image, f"image {index}", "RGB")
         self._check_size(img_png, f"image {index}")
         if self.classes is None and mask is not None:
@@ -131,6 +181,10 @@ class ArchiveWriter:
         self._zip.writestr(_zip_info(image_member(index)), img_png)
         if self.classes is not None:
             self._zip.writestr(_zip_info(mask_member(index)), mask_png)
+        if depth is not None:
+            self._zip.writestr(_zip_info(depth_member(index)), bytes(depth_png))
+        if label is not None:
+            self.labels.append([image_member(index), [float(v) for v in np.asarray(label).reshape(-1)]])
         self.num_images += 1
 
     def _check_size(self, png: bytes, what: str) -> None:
@@ -148,8 +202,10 @@ class ArchiveWriter:
             "num_images": self.num_images,
             "classes": self.classes,
             "source": self.source,
-            "labels": None,
+            "labels": self.labels or None,
         }
+        if self.depth_range is not None:
+            info["depth"] = {"folder": DEPTHS_DIR, "near": self.depth_range[0], "far": self.depth_range[1]}
         for key, value in self.extra_info.items():
             if key in info and key != "labels":
                 raise ValueError(f"extra_info may not override the reserved key {key!r}")

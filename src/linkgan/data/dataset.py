@@ -20,9 +20,11 @@ from tqdm.auto import tqdm
 from .archive import (
     ARCHIVE_FORMAT,
     CLASSES_JSON,
+    DEPTHS_DIR,
     IMAGES_DIR,
     INFO_NAME,
     MASKS_DIR,
+    decode_depth_png,
     folder_mask_name,
     is_image_name,
     list_image_names,
@@ -30,6 +32,7 @@ from .archive import (
     read_classes_json,
     scan_folder,
 )
+from ..render3d.cameras import mirror_camera_labels
 from .errors import DatasetError, name_list
 from .images import center_crop_resize, center_crop_resize_mask, load_image_rgb, load_mask
 
@@ -71,6 +74,13 @@ class ImageDataset(torch.utils.data.Dataset):
     augmentation is thus a pure function of the index, which makes resumed
     training exact.
 
+    Cameras: when dataset.json holds EG3D camera labels (25 values per image,
+    see linkgan.render3d; linkgan's toyheads archives and EG3D's own dataset
+    zips do), has_cameras is True and get_camera(i) gives image i's camera,
+    mirrored for the flipped copies. With return_cameras, ds[i] also returns it
+    as its last element: (image, camera) or (image, mask, camera). Archives
+    with depths/ (toyheads) give depth maps through get_depth(i).
+
     path: a .zip written by linkgan (images/, masks/, dataset.json), any other
     zip of images, a folder holding an unpacked archive, or a folder of images
     (png/jpg/jpeg/webp, any case, searched recursively and sorted; hidden files
@@ -91,10 +101,11 @@ class ImageDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, path, resolution: int | None = None, xflip: bool = False, return_masks: bool = False,
-                 max_bad_fraction: float = 0.01):
+                 max_bad_fraction: float = 0.01, return_cameras: bool = False):
         self.path = Path(path)
         self.xflip = bool(xflip)
         self.return_masks = bool(return_masks)
+        self.return_cameras = bool(return_cameras)
         if resolution is not None and (not isinstance(resolution, (int, np.integer)) or resolution < 1):
             raise DatasetError(f"resolution must be a positive integer, got {resolution!r}")
         if not 0 <= max_bad_fraction <= 1:
@@ -135,6 +146,9 @@ class ImageDataset(torch.utils.data.Dataset):
             self._verify_files(max_bad_fraction)
         self.num_raw = len(self._image_names)
         self._flip_lut = mirror_class_permutation(self.classes) if self.has_masks else None
+        self._setup_cameras()
+        if self.return_cameras and not self.has_cameras:
+            raise DatasetError(self._no_cameras_reason)
 
     # ------------------------------------------------------------------ listing
     def _scan(self) -> None:
@@ -174,6 +188,13 @@ class ImageDataset(torch.utils.data.Dataset):
                 looks_ours = False
             if looks_ours:
                 info = parse_dataset_info(raw, str(p))
+        self._foreign_labels = None
+        if INFO_NAME in nameset and info is None:
+            # Another tool's dataset.json, such as EG3D's {"labels": [[name, [25 floats]], ...]}.
+            try:
+                self._foreign_labels = json.loads(raw).get("labels")
+            except (ValueError, AttributeError):  # not JSON, or not an object: no labels
+                pass
         # Archives written by linkgan are trusted: fixed layout, no per-file check.
         self.trusted = info is not None
         if self.trusted:
@@ -232,6 +253,84 @@ class ImageDataset(torch.utils.data.Dataset):
             else:
                 self.has_masks = True
                 self._no_masks_reason = ""
+
+    def _setup_cameras(self) -> None:
+        """Camera labels (num_raw, 25) in image order, from dataset.json's EG3D-style "labels"."""
+        self.has_cameras = False
+        self._cameras = None
+        labels = self.info.get("labels") if self.trusted else self._foreign_labels
+        where = f"{self.path}: "
+        if not labels:
+            self._no_cameras_reason = (
+                where + "the dataset has no camera labels (dataset.json \"labels\"), which a 3D generator needs. "
+                "Use a posed dataset such as linkgan dataset toyheads, or an EG3D dataset zip with its cameras.")
+            return
+        try:
+            table = {str(name): np.asarray(value, np.float32).reshape(-1) for name, value in labels}
+        except (TypeError, ValueError):
+            self._no_cameras_reason = where + 'dataset.json "labels" must be a list of [image name, [values]] pairs.'
+            return
+        missing = [n for n in self._image_names if n not in table]
+        wrong = [n for n in self._image_names if n in table and table[n].shape != (25,)]
+        if missing or wrong:
+            self._no_cameras_reason = where + (
+                f"{len(missing)} images have no label in dataset.json: {name_list(missing)}" if missing else
+                f'the labels of {len(wrong)} images are not 25-value cameras (16 cam2world + 9 intrinsics): '
+                f"{name_list(wrong)}") + "; give every image its EG3D camera label."
+            return
+        self._cameras = np.stack([table[n] for n in self._image_names])
+        self.has_cameras = True
+        self._no_cameras_reason = ""
+
+    def _raw_index(self, index: int) -> tuple[int, bool]:
+        total = len(self)
+        if index < 0:
+            index += total
+        if not 0 <= index < total:
+            raise IndexError(f"index {index} out of range for a dataset of {total} images")
+        return (index - self.num_raw, True) if index >= self.num_raw else (index, False)
+
+    def get_camera(self, index: int) -> torch.Tensor:
+        """The EG3D camera label (25,) float32 of item ``index`` (mirrored for an xflip copy)."""
+        if not self.has_cameras:
+            raise DatasetError(self._no_cameras_reason)
+        raw, flip = self._raw_index(index)
+        camera = self._cameras[raw]
+        return torch.from_numpy(mirror_camera_labels(camera) if flip else camera.copy())
+
+    @property
+    def cameras(self) -> torch.Tensor | None:
+        """All camera labels (len(self), 25) float32 in item order, or None without cameras."""
+        if not self.has_cameras:
+            return None
+        cams = self._cameras
+        if self.xflip:
+            cams = np.concatenate([cams, mirror_camera_labels(cams)])
+        return torch.from_numpy(np.ascontiguousarray(cams))
+
+    @property
+    def has_depth(self) -> bool:
+        """Whether the archive holds depth maps (depths/, described in dataset.json "depth")."""
+        return self.trusted and isinstance(self.info.get("depth"), dict)
+
+    def get_depth(self, index: int) -> torch.Tensor:
+        """Depth map (R, R) float32 of item ``index``: distance along each pixel's ray, inf where
+        nothing was hit (mirrored for an xflip copy; nearest-neighbour resized to the dataset's
+        resolution)."""
+        if not self.has_depth:
+            raise DatasetError(f"{self.path}: the dataset has no depth maps (depths/ and dataset.json \"depth\").")
+        raw, flip = self._raw_index(index)
+        spec = self.info["depth"]
+        rel = self._image_names[raw][len(IMAGES_DIR) + 1:]
+        name = f"{spec.get('folder', DEPTHS_DIR)}/{Path(rel).with_suffix('.png').as_posix()}"
+        depth = decode_depth_png(self._read(name), float(spec["near"]), float(spec["far"]))
+        if depth.shape != (self.resolution, self.resolution):
+            rows = (np.arange(self.resolution) * depth.shape[0]) // self.resolution
+            cols = (np.arange(self.resolution) * depth.shape[1]) // self.resolution
+            depth = depth[rows][:, cols]
+        if flip:
+            depth = depth[:, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(depth))
 
     def _verify_files(self, max_bad_fraction: float) -> None:
         """Cheap check of every file: header, decompression-bomb size, PNG chunk CRCs."""
@@ -322,13 +421,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         n = self.num_raw
-        total = len(self)
-        if index < 0:
-            index += total
-        if not 0 <= index < total:
-            raise IndexError(f"index {index} out of range for a dataset of {total} images")
-        flip = index >= n
-        raw = index - n if flip else index
+        raw, flip = self._raw_index(index)
         image = mask = None
         for attempt in range(n):
             j = (raw + attempt) % n
@@ -351,9 +444,12 @@ class ImageDataset(torch.utils.data.Dataset):
                 if self._flip_lut is not None:
                     mask = self._flip_lut[mask]
         image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        if mask is None:
-            return image_t
-        return image_t, torch.from_numpy(mask.astype(np.int64))
+        out = (image_t,) if mask is None else (image_t, torch.from_numpy(mask.astype(np.int64)))
+        if self.return_cameras:
+            # The camera of the image actually loaded (j differs from raw when raw failed to decode).
+            camera = self._cameras[j]
+            out += (torch.from_numpy(mirror_camera_labels(camera) if flip else camera.copy()),)
+        return out[0] if len(out) == 1 else out
 
     # ------------------------------------------------------------------ identity
     @functools.cached_property
@@ -391,5 +487,6 @@ class ImageDataset(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (
             f"ImageDataset({str(self.path)!r}, resolution={self.resolution}, num_raw={self.num_raw}, "
-            f"xflip={self.xflip}, has_masks={self.has_masks}, return_masks={self.return_masks})"
+            f"xflip={self.xflip}, has_masks={self.has_masks}, return_masks={self.return_masks}, "
+            f"has_cameras={self.has_cameras})"
         )

@@ -271,6 +271,19 @@ def _render_chunk(args) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def check_render_args(n, res, seed, workers) -> tuple[int, int, int, int]:
+    """Validated (n, res, seed, workers) of a procedural dataset; workers=None means every CPU core."""
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n (number of images) must be a positive integer, got {n!r}")
+    if not isinstance(res, (int, np.integer)) or res < 8:
+        raise ValueError(f"res must be an integer >= 8, got {res!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    n = int(n)
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    return n, int(res), int(seed), max(1, min(workers, n))
+
+
 def render_archive(out, n: int, res: int, seed: int, render: RenderFn, classes: list[str], source: str,
                    workers: int | None = None, progress: bool = True, desc: str | None = None) -> Path:
     """Render images 0..n-1 with render(rng, res) -> (rgb (res,res,3) uint8, label (res,res) uint8)
@@ -278,15 +291,7 @@ def render_archive(out, n: int, res: int, seed: int, render: RenderFn, classes: 
     process pool when workers > 1; results are written in index order, so
     the archive bytes do not depend on `workers`.
     """
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n (number of images) must be a positive integer, got {n!r}")
-    if not isinstance(res, (int, np.integer)) or res < 8:
-        raise ValueError(f"res must be an integer >= 8, got {res!r}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    n, res, seed = int(n), int(res), int(seed)
-    workers = (os.cpu_count() or 1) if workers is None else int(workers)
-    workers = max(1, min(workers, n))
+    n, res, seed, workers = check_render_args(n, res, seed, workers)
     # Chunks big enough to amortize inter-process traffic, small enough to
     # balance the load and keep the progress bar moving.
     chunk = max(1, min(64, n // (workers * 8) or 1))

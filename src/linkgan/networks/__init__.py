@@ -1,8 +1,10 @@
-"""Networks: the StyleGAN2 generator and discriminator in plain PyTorch."""
+"""Networks: the StyleGAN2 generator and discriminator in plain PyTorch, and the tri-plane 3D generator."""
 
+from .camera_discriminator import CameraDiscriminator
 from .discriminator import Discriminator
 from .generator import Generator, MappingNetwork, SynthesisNetwork, channels_at, z_from_seeds
 from .layers import ModulatedConv2d
+from .triplane import CameraMappingNetwork, TriplaneConfig, TriplaneGenerator
 
-__all__ = ["Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork", "ModulatedConv2d",
-           "channels_at", "z_from_seeds"]
+__all__ = ["CameraDiscriminator", "CameraMappingNetwork", "Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork",
+           "ModulatedConv2d", "TriplaneConfig", "TriplaneGenerator", "channels_at", "z_from_seeds"]

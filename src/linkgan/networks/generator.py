@@ -52,7 +52,12 @@ class MappingNetwork(nn.Module):
                 update_w_avg: bool = False) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape (N, {self.z_dim}), got {tuple(z.shape)}")
-        w = self.layers(normalize_2nd_moment(z.to(torch.float32)))
+        return self.to_ws(self.layers(normalize_2nd_moment(z.to(torch.float32))), truncation_psi,
+                          truncation_cutoff, update_w_avg)
+
+    def to_ws(self, w: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+              update_w_avg: bool = False) -> torch.Tensor:
+        """w (N, w_dim) from the layers -> ws (N, num_ws, w_dim): tracks w_avg, broadcasts, truncates."""
         if update_w_avg:
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
@@ -188,16 +193,37 @@ class SynthesisNetwork(nn.Module):
             start += block.num_conv
         self.num_ws = start + 1
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random", noise_repeats: int = 1) -> torch.Tensor:
+    def noise_inputs(self) -> list[NoiseInput]:
+        """The noise layers in the order of ``forward``'s ``noises`` list (coarse to fine)."""
+        layers = []
+        for block in self.blocks:
+            layers += [conv.noise for conv in (block.conv0, block.conv1) if conv is not None]
+        return layers
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random", noise_repeats: int = 1,
+                noises: list[torch.Tensor] | None = None) -> torch.Tensor:
         """``noise_repeats`` = k: ws holds k consecutive chunks of the same N/k samples (e.g. an image and
-        its latent-perturbed copies), and random noise maps are shared across the chunks."""
+        its latent-perturbed copies), and random noise maps are shared across the chunks.
+
+        ``noises``: explicit noise maps, one per layer of ``noise_inputs()``, each broadcastable to
+        (N, 1, r, r) (an inverted image's optimized maps); they override ``noise_mode``."""
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must have shape (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
         if ws.shape[0] % noise_repeats:
             raise ValueError(f"batch {ws.shape[0]} is not a multiple of noise_repeats={noise_repeats}")
+        if noises is not None and len(noises) != len(self.noise_inputs()):
+            raise ValueError(f"noises must hold {len(self.noise_inputs())} maps (one per noise layer), got {len(noises)}")
         x = img = None
+        k = 0
         for block, start in zip(self.blocks, self.ws_starts):
-            x, img = block(x, img, ws[:, start:start + block.num_conv + 1], noise_mode, noise_repeats=noise_repeats)
+            block_noises = None
+            if noises is not None:
+                block_noises = noises[k:k + block.num_conv]
+                if block.num_conv == 1:
+                    block_noises = [None] + block_noises  # the 4x4 block's only conv reads noises[-1]
+                k += block.num_conv
+            x, img = block(x, img, ws[:, start:start + block.num_conv + 1], noise_mode, noises=block_noises,
+                           noise_repeats=noise_repeats)
         return img
 
 
