@@ -78,7 +78,8 @@ def run(args, res: Results) -> None:
         with torch.no_grad():
             guess = enc(target)
         for arm in ARMS:
-            cache = work / f"{key}-{arm.replace('+', 'plus')}-v2.safetensors"
+            version = "v3" if arm in ("w+", "encoder+w+") else "v2"  # v3: the cohesion weight 10
+            cache = work / f"{key}-{arm.replace('+', 'plus')}-{version}.safetensors"
             if cache.is_file():
                 from linkgan.inversion import Inversion
 
@@ -88,7 +89,7 @@ def run(args, res: Results) -> None:
                 steps = 0 if arm == "encoder" else args.steps
                 inv = project(G, target, space="w" if arm == "w" else "w+", steps=steps,
                               init_ws=guess if arm.startswith("encoder") else None, loss=loss, seed=0,
-                              wplus_weight=0.0 if arm == "w+free" else 1.0)
+                              wplus_weight=0.0 if arm == "w+free" else 10.0)
                 inv.info["seconds"] = round(time.time() - t0, 1)
                 inv.save(cache)
             inversions[(key, arm)] = inv
@@ -156,7 +157,7 @@ def report(res: Results, docs: Path) -> Path:
              "saw: the Fashion-MNIST **test** split for a Fashion-MNIST LinkGAN, and freshly rendered toyfaces (a "
              "dataset seed the model was not trained on) for the toyfaces LinkGAN. Each image is inverted four ways: "
              "the projector in W, in free W+ (StyleGAN2's projector) and in W+ with the layers held together "
-             "(`wplus_weight` 1, the default) from w_avg, the encoder alone, and the projector in W+ (default) from the "
+             "(`wplus_weight` 10, the default) from w_avg, the encoder alone, and the projector in W+ (default) from the "
              "encoder's guess. The projector optimizes the noise maps too (with the autocorrelation penalty) and its loss is "
              "pixel MSE + the Inception-feature perceptual distance. Metrics on 8-bit reconstructions: PSNR (dB), "
              "SSIM, perceptual distance (Inception features, LPIPS-style; lower is better).", ""]

@@ -279,6 +279,11 @@ def report(res: Results, docs: Path) -> Path:
         lines.append(f"![{p.stem}](paper-tables/{p.name})")
     if "notes" in d:
         lines += ["", d["notes"]]
+    if d.get("fid_source"):
+        lines += ["", "FIDs measured earlier on the very same checkpoints with the same metric were taken over, "
+                  "not recomputed: " + "; ".join(f"`{k}` from {v}" for k, v in d["fid_source"].items()) + "."]
+    if d.get("commands"):
+        lines += ["", "## Commands", "", "```bash"] + [c for c in d["commands"].values()] + ["```"]
     page = docs / "results" / "paper-tables.md"
     page.write_text("\n".join(lines) + "\n")
     return page
@@ -352,6 +357,7 @@ def main():
     args.fashion_kimg = args.kimg if args.fashion_kimg is None else args.fashion_kimg
     res = Results(Path(args.docs) / "results" / "paper-tables.json")
     if not args.report_only:
+        res.put("python " + " ".join(sys.argv), "commands", args.only)
         run_all(args, res, [t for t in args.only.split(",") if t])
     print(report(res, Path(args.docs)))
 

@@ -509,9 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Perceptual term: Inception features (auto, when installed) or pixel + SSIM.")
     inv.add_argument("--no-noise", action="store_true", help="Keep the model's constant noise maps instead of "
                                                             "optimizing them (edits stay closer to the model).")
-    inv.add_argument("--wplus-weight", type=float, default=1.0,
-                     help="W+ only: penalty on the layers' ws straying from their mean. 0 is StyleGAN2's free W+ "
-                          "(about 1 dB better reconstructions, but edits of the links leak outside their regions).")
+    inv.add_argument("--wplus-weight", type=float, default=10.0,
+                     help="W+ only: penalty on the layers' ws straying from their mean, which keeps edits of the "
+                          "inverted image local. 0 is StyleGAN2's free W+ (about 2 dB better reconstructions, "
+                          "but edits of the links leak outside their regions).")
     inv.add_argument("--seed", type=int, default=0, help="Seed of the projector's latent jitter.")
     inv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     inv.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")

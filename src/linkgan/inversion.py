@@ -311,15 +311,16 @@ def _lr_at(step: int, steps: int, lr: float, rampdown: float = 0.25, rampup: flo
 
 def project(G: Generator, target: torch.Tensor, *, space: str = "w+", steps: int = 200, init_ws=None,
             noise: bool = True, lr: float = 0.1, noise_weight: float = 1e5, loss: ReconstructionLoss | None = None,
-            wplus_weight: float = 1.0, prior_weight: float = 0.0, seed: int = 0, progress=None) -> Inversion:
+            wplus_weight: float = 10.0, prior_weight: float = 0.0, seed: int = 0, progress=None) -> Inversion:
     """Finds ws with G.synthesis(ws) ~ target.
 
     target: (1, 3, R, R) in [-1, 1] at G's resolution. space: 'w' or 'w+'. init_ws:
     (1, num_ws, w_dim) start (an encoder's guess) instead of w_avg; in W its layer mean is used.
     steps=0 returns the start. progress: callable(step, total, loss) or None.
     wplus_weight: in W+, a penalty on the spread of the layers' ws around their mean (in units of
-    w_std^2). The links were trained on W latents; a free W+ latent reconstructs ~1 dB better but
-    its edits leak 3-10x more outside the region (docs/results/inversion.md), so the default is 1.
+    w_std^2). The links were trained on W latents: a free W+ latent (0) reconstructs ~2 dB better,
+    but its edits leak several times more outside the region; at 10 (the default) edits of
+    inverted images are as local as edits of the model's own samples (docs/results/inversion.md).
     prior_weight: a penalty on the distance of the mean w from w_avg (0 by default).
     """
     if space not in SPACES:

@@ -233,7 +233,7 @@ class LinkGANPipeline:
 
     def invert(self, image, space: str = "w+", steps: int | None = None, encoder="auto", seed: int = 0,
                progress=None, pti: bool = False, pti_steps: int = 100, perceptual: str = "auto",
-               align: str = "center", noise: bool = True, wplus_weight: float = 1.0):
+               align: str = "center", noise: bool = True, wplus_weight: float = 10.0):
         """Inverts a real image into this model; ``edit(latent=...)`` then edits it like a seed.
 
         image: a path, PIL image or uint8 array of any size, grey or RGBA; it is center-cropped
