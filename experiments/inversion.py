@@ -73,8 +73,8 @@ def run(args, res: Results) -> None:
     inversions = {}
     for i in idx:
         key = f"img{int(i)}"
-        target = uint8_to_float(held_out[int(i)][None] if torch.is_tensor(held_out[int(i)])
-                                else held_out[int(i)][0][None]).to(pipe.device)
+        item = held_out[int(i)]
+        target = uint8_to_float((item if torch.is_tensor(item) else item[0])[None]).to(pipe.device)
         with torch.no_grad():
             guess = enc(target)
         for arm in ARMS:

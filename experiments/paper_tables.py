@@ -283,7 +283,10 @@ def report(res: Results, docs: Path) -> Path:
         lines += ["", "FIDs measured earlier on the very same checkpoints with the same metric were taken over, "
                   "not recomputed: " + "; ".join(f"`{k}` from {v}" for k, v in d["fid_source"].items()) + "."]
     if d.get("commands"):
-        lines += ["", "## Commands", "", "```bash"] + [c for c in d["commands"].values()] + ["```"]
+        lines += ["", "## Commands", "",
+                  "The toyfaces and scenes bases and their plain and linked 20-kimg fine-tunes come from "
+                  "`experiments/regularizer.py` and `experiments/semantic.py` (their pages give the commands); those "
+                  "runs were linked into `--runs` (`ln -s`).", "", "```bash"] + list(d["commands"].values()) + ["```"]
     page = docs / "results" / "paper-tables.md"
     page.write_text("\n".join(lines) + "\n")
     return page

@@ -524,8 +524,8 @@ def train_encoder(G: Generator, *, space: str = "w+", kimg: float = 20.0, batch:
             if use_real:
                 idx = [int(real_order[(r + k) % len(real)]) for k in range(batch)]
                 r += batch
-                imgs = torch.stack([torch.as_tensor(real[i][0] if isinstance(real[i], tuple) else real[i])
-                                    for i in idx])
+                items = [real[i] for i in idx]  # an image, or (image, mask/camera...) tuples
+                imgs = torch.stack([torch.as_tensor(item[0] if isinstance(item, tuple) else item) for item in items])
                 imgs = uint8_to_float(imgs).to(device)
                 pred = enc(imgs)
                 rec = G.synthesis(pred, noise_mode="const")
