@@ -37,7 +37,7 @@ from linkgan.data import ImageDataset  # noqa: E402
 from linkgan.editing import edit_grid, edit_latents, region_outline  # noqa: E402
 from linkgan.images import make_grid, save_png, uint8_to_float  # noqa: E402
 from linkgan.inversion import (LatentEncoder, ReconstructionLoss, latent_locality, pivotal_tuning,  # noqa: E402
-                               project, train_encoder)
+                               project, train_encoder, tuning_locality)
 from linkgan.pipeline import LinkGANPipeline  # noqa: E402
 
 # w+free: StyleGAN2's projector (wplus_weight 0); w+ and encoder+w+ use the default cohesion penalty.
@@ -112,11 +112,10 @@ def run(args, res: Results) -> None:
         inv = inversions[(key, "w+")]
         t0 = time.time()
         tuned = pivotal_tuning(G, inv, steps=args.pti_steps, loss=loss)
+        loc = tuning_locality(G, pipe.links, tuned, n=args.edits)
         res.put({"before": inv.metrics, "after": {k: v for k, v in tuned.metrics.items() if k != "before_pti"},
-                 "seconds": round(time.time() - t0, 1),
-                 "locality_original": latent_locality(G, pipe.links, inv.ws, n=args.edits, noises=inv.noise),
-                 "locality_tuned": latent_locality(G, pipe.links, inv.ws, n=args.edits, noises=inv.noise,
-                                                   synthesis=tuned.synthesis(G))}, name, "pti", key)
+                 "seconds": round(time.time() - t0, 1), "locality_original": loc["original"],
+                 "locality_tuned": loc["tuned"]}, name, "pti", key)
         inversions[(key, "pti")] = tuned
     figures(pipe, name, idx, inversions, Path(args.docs), res)
 

@@ -160,8 +160,7 @@ def cmd_edit(args) -> int:
         from .inversion import Inversion
 
         latent = Inversion.load(args.latent, pipe.device)
-        latent.check_generator(pipe.G)
-        seeds, ws = [0], pipe._ws(latent, args.trunc)
+        seeds, ws = [0], pipe._ws(latent, args.trunc)  # checks that the latent belongs to this model
     else:
         seeds = parse_seeds(args.seeds)
         ws = pipe.latents(seeds, args.trunc)
@@ -210,7 +209,9 @@ def cmd_invert(args) -> int:
     out = Path(args.out)
     summary, failed = {}, []
     for path in files:
-        name = path.stem if len(files) == 1 or src.is_file() else str(path.relative_to(src).with_suffix("")).replace("/", "_")
+        # One folder per image, named after its path below --images (so that a/x.png and b/x.png stay apart).
+        single = len(files) == 1 or src.is_file()
+        name = path.stem if single else str(path.relative_to(src).with_suffix("")).replace("/", "_")
         total = args.steps + (args.pti_steps if args.pti else 0)
         with tqdm(total=total, desc=f"invert {name}", unit="step", disable=args.no_progress) as bar:
             try:
@@ -229,14 +230,10 @@ def cmd_invert(args) -> int:
         save_png(make_grid(torch.cat([inv.target.cpu(), inv.image.cpu()]), ncols=2, pad=1), d / "side_by_side.png",
                  upscale=max(1, 256 // pipe.resolution))
         metrics = dict(inv.metrics, space=args.space, steps=args.steps, loss=inv.info["loss"], pti=args.pti)
-        if args.pti:
-            from .inversion import latent_locality
+        if args.pti and len(pipe.links):
+            from .inversion import tuning_locality
 
-            if len(pipe.links):
-                metrics["pti_locality"] = {
-                    "original": latent_locality(pipe.G, pipe.links, inv.ws.to(pipe.device), noises=inv.noise),
-                    "tuned": latent_locality(pipe.G, pipe.links, inv.ws.to(pipe.device), noises=inv.noise,
-                                             synthesis=inv.synthesis(pipe.G))}
+            metrics["pti_locality"] = tuning_locality(pipe.G, pipe.links, inv)
         (d / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         summary[name] = metrics
         print(f"{name}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}"

@@ -441,6 +441,16 @@ def latent_locality(G: Generator, partition, ws: torch.Tensor, *, n: int = 16, s
     return out
 
 
+
+def tuning_locality(G: Generator, partition, tuned: Inversion, n: int = 16, seed: int = 0) -> dict:
+    """{'original': ..., 'tuned': ...}: ``latent_locality`` around a pivotally tuned inversion's latent,
+    rendered by G and by the tuned copy, so that the question "do the links stay local after
+    PTI?" is answered by a measurement."""
+    ws = tuned.ws.to(next(G.parameters()).device)
+    return {"original": latent_locality(G, partition, ws, n=n, seed=seed, noises=tuned.noise),
+            "tuned": latent_locality(G, partition, ws, n=n, seed=seed, noises=tuned.noise,
+                                     synthesis=tuned.synthesis(G))}
+
 # -------------------------------------------------------------------------------- encoder
 class LatentEncoder(nn.Module):
     """images (N, C, R, R) in [-1, 1] -> ws (N, num_ws, w_dim): w_avg plus a predicted offset
