@@ -83,3 +83,24 @@ def test_only_the_newest_k_checkpoints_are_kept(tmp_path):
     prune_checkpoints(tmp_path, keep=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-000000024.safetensors",
                                                             "ckpt-000000032.safetensors"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    # Every project file (checkpoint, segmenter, latent, encoder) is written by write_tensors.
+    import safetensors.torch
+
+    from linkgan.tensorfile import read_tensors, write_tensors
+
+    path = write_tensors(tmp_path / "f.safetensors", {"a": torch.ones(3)}, {"format": "x"})
+
+    def broken(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_tensors(path, {"a": torch.zeros(3)}, {"format": "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.safetensors"]
+    tensors, meta = read_tensors(path, "x")
+    assert torch.equal(tensors["a"], torch.ones(3)) and meta == {"format": "x"}

@@ -13,7 +13,6 @@ Layout of one file:
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from dataclasses import dataclass
@@ -21,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .tensorfile import TensorFileError, read_tensors, write_tensors
 
 FORMAT = "linkgan-checkpoint"
 VERSION = 1
@@ -141,33 +140,16 @@ def save_checkpoint(path: str | Path, modules: dict[str, nn.Module], config: dic
         tensors[f"state.{k}"] = v.detach().cpu().contiguous()
     metadata = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(config),
                 "state": json.dumps(state)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_tensors(path, tensors, metadata)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Reads a checkpoint file or a run directory's newest checkpoint (no code is unpickled)."""
     path = resolve_checkpoint(path)
     try:
-        tensors = load_file(str(path), device="cpu")
-        from safetensors import safe_open
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e}); the file may be "
-                              "truncated or not a linkgan checkpoint") from None
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a safetensors file but not a linkgan checkpoint (metadata format="
-                              f"{metadata.get('format')!r}, expected {FORMAT!r})")
+        tensors, metadata = read_tensors(path, FORMAT, "linkgan checkpoint")
+    except TensorFileError as e:
+        raise CheckpointError(str(e)) from None
     if int(metadata.get("version", 0)) > VERSION:
         raise CheckpointError(f"{path} was written by a newer linkgan (checkpoint version {metadata['version']}); "
                               "upgrade linkgan to load it")

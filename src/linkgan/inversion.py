@@ -48,6 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .networks import Generator
+from .tensorfile import read_tensors, write_tensors
 
 SPACES = ("w", "w+")
 PERCEPTUAL_KINDS = ("auto", "inception", "ssim")
@@ -184,34 +185,9 @@ def reconstruction_metrics(image: torch.Tensor, target: torch.Tensor,
 
 
 # ------------------------------------------------------------------------------- files
-def _write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
-    """Writes tensors + string metadata atomically (a temporary file, then a rename)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
-
-
-def _read_safetensors(path: str | Path, fmt: str, what: str, made_by: str) -> tuple[dict, dict]:
-    """(tensors, metadata) of a file whose metadata names format ``fmt``; clear errors otherwise."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file {path} does not exist (write one with `{made_by}`)")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a {what} file written by `{made_by}` ({e})") from None
-    if meta.get("format") != fmt:
-        raise ValueError(f"{path} is not a {what} file written by `{made_by}` (format {meta.get('format')!r})")
-    return tensors, meta
+def _read_tensors(path: str | Path, fmt: str, what: str, made_by: str) -> tuple[dict, dict]:
+    """(tensors, metadata) of a file whose metadata names format ``fmt``; ValueError otherwise."""
+    return read_tensors(path, fmt, what, hint=f"write one with `{made_by}`")
 
 
 # -------------------------------------------------------------------------------- results
@@ -254,13 +230,13 @@ class Inversion:
             tensors[f"synthesis.{k}"] = v
         meta = {"format": LATENT_FORMAT, "version": FORMAT_VERSION, "metrics": json.dumps(self.metrics),
                 "info": json.dumps(self.info), "num_noise": str(len(self.noise or []))}
-        return _write_safetensors(path, {k: v.to(torch.float32) for k, v in tensors.items()}, meta)
+        return write_tensors(path, {k: v.to(torch.float32) for k, v in tensors.items()}, meta)
 
     @classmethod
     def load(cls, path: str | Path, device="cpu") -> "Inversion":
         """Reads a file written by ``save``; a clear error for anything else (a checkpoint, say)."""
         try:
-            tensors, meta = _read_safetensors(path, LATENT_FORMAT, "latent", "linkgan invert")
+            tensors, meta = _read_tensors(path, LATENT_FORMAT, "latent", "linkgan invert")
         except ValueError as e:
             raise ValueError(f"{e}; a checkpoint goes to --ckpt, a latent to --latent") from None
         noise = [tensors[f"noise.{i}"].to(device) for i in range(int(meta.get("num_noise", 0)))] or None
@@ -492,11 +468,11 @@ class LatentEncoder(nn.Module):
     def save(self, path: str | Path, info: dict | None = None) -> Path:
         meta = {"format": ENCODER_FORMAT, "version": FORMAT_VERSION, "config": json.dumps(self.config),
                 "info": json.dumps(info or {})}
-        return _write_safetensors(path, self.state_dict(), meta)
+        return write_tensors(path, self.state_dict(), meta)
 
     @classmethod
     def load(cls, path: str | Path, device="cpu") -> "LatentEncoder":
-        tensors, meta = _read_safetensors(path, ENCODER_FORMAT, "encoder", "linkgan encoder train")
+        tensors, meta = _read_tensors(path, ENCODER_FORMAT, "encoder", "linkgan encoder train")
         enc = cls(**json.loads(meta["config"]))
         enc.load_state_dict(tensors)
         enc.info = json.loads(meta.get("info", "{}"))

@@ -13,13 +13,11 @@ Loading reads tensors and JSON only; nothing is unpickled.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
+from ..tensorfile import TensorFileError, read_tensors, write_tensors
 from .base import Segmenter, SegmenterError, parse_segmenter_info
 from .unet import UNet, UNetConfig
 
@@ -59,30 +57,18 @@ class BuiltinSegmenter(Segmenter):
 
     def save(self, path: str | Path) -> Path:
         """Writes the weights and metadata to `path` (.safetensors) atomically; returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         meta = {"format": FORMAT, "version": str(VERSION), "linkgan": json.dumps(self.metadata)}
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)  # readers never see a half-written file
-        return path
+        return write_tensors(path, self.model.state_dict(), meta)  # readers never see a half-written file
 
     @classmethod
     def load(cls, path: str | Path, batch_size: int = 64) -> BuiltinSegmenter:
         """Reads a file written by save (or train_segmenter). Raises SegmenterError naming the file."""
         path = Path(path)
-        if not path.is_file():
-            raise SegmenterError(f"segmenter file {path} does not exist")
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-        except (SafetensorError, OSError) as e:
-            raise SegmenterError(f"{path}: not a readable safetensors file ({e})") from None
-        if meta.get("format") != FORMAT:
-            raise SegmenterError(f"{path}: not a linkgan segmenter (metadata format is {meta.get('format')!r}, "
-                                 f"expected {FORMAT!r}); train one with `linkgan segmenter train`")
+            tensors, meta = read_tensors(path, FORMAT, "linkgan segmenter",
+                                         hint="train one with `linkgan segmenter train`")
+        except (TensorFileError, FileNotFoundError) as e:
+            raise SegmenterError(str(e)) from None
         if int(meta.get("version", 0)) > VERSION:
             raise SegmenterError(f"{path}: written by a newer linkgan (segmenter format version {meta['version']}); "
                                  "upgrade linkgan to read it")
