@@ -53,6 +53,7 @@ SCENES_ARMS = {
     "union-lambda_out10": ("union", {"link_lambda_out": 10.0}),
     "shared": ("shared", {}),
     "shared-weak": ("shared", {"link_lambda_in": 1.0, "link_lambda_out": 3.0}),
+    "shared-mid-ramp": ("shared", {"link_lambda_in": 3.0, "link_lambda_out": 10.0, "link_ramp_kimg": 5.0}),
 }
 
 

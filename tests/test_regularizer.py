@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from linkgan.config import RunConfig
+from linkgan.losses import LossStats
 from linkgan.editing import edit_latents, transplant_latents
 from linkgan.metrics import masked_mse_metric, parse_metric_names
 from linkgan.networks import Generator
@@ -227,6 +228,23 @@ def test_warm_up_delays_the_link_phase_and_disabling_fakes_turns_them_off(image_
     assert not glink.due(0) and not glink.due(8) and glink.due(16)
     ws = torch.randn(8, 2, W)
     assert torch.equal(trainer.link.perturb_some(ws), ws)
+
+
+def test_ramp_scales_the_link_phase_from_zero_to_full_weight(image_folder, tmp_path):
+    cfg = tiny_run(image_folder, tmp_path / "run", link_start_kimg=0.08, link_ramp_kimg=0.16)
+    cfg.links = [{"name": "box", "region": {"box": BOX}, "axes": 8}]
+    trainer = Trainer(cfg, progress=False)
+    weights = {}
+    for seen in (0, 80, 120, 160, 240, 10_000):
+        trainer.images_seen = seen
+        weights[seen] = trainer.link_weight()
+    assert weights == pytest.approx({0: 0.0, 80: 0.0, 120: 0.25, 160: 0.5, 240: 1.0, 10_000: 1.0})
+    gains = {}
+    trainer.loss.accumulate = lambda phase, *a, gain, **k: gains.__setitem__(phase, gain)
+    glink = next(p for p in trainer.phases if p.name == "Glink")
+    trainer.step, trainer.images_seen = 2 * glink.interval, 120
+    trainer.train_step(torch.zeros(8, 3, RES, RES, dtype=torch.uint8), LossStats())
+    assert gains["Glink"] == pytest.approx(glink.interval * 0.25) and gains["Gmain"] == 1
 
 
 def test_edit_and_metrics_commands_write_their_outputs(image_folder, tmp_path, capsys):

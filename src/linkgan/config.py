@@ -139,6 +139,9 @@ class TrainConfig:
                          "`linkgan segmenter train`, a TorchScript or ONNX file, or package.module:attr.")
     link_start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
                                  "scratch).")
+    link_ramp_kimg: float = opt(0.0, "Ramp: scale lambda_in and lambda_out linearly from 0 to their values over this "
+                                "many kimg after link_start_kimg, so that G adapts to the regularizer gradually "
+                                "(0 = full weight at once).")
     gpc_swap: float = opt(0.5, "3D: probability that the mapping network is conditioned on another sample's "
                           "camera than the one rendered (EG3D's generator pose-conditioning swap), so that "
                           "identity does not become tied to pose.")

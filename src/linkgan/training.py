@@ -346,6 +346,14 @@ class Trainer:
         from the global RNG like the latents."""
         return self.camera_pool[torch.randint(len(self.camera_pool), (n,))]
 
+    def link_weight(self) -> float:
+        """The factor on the link regularizer's weights now: 0 -> 1 over link_ramp_kimg after link_start_kimg."""
+        t = self.config.train
+        if t.link_ramp_kimg <= 0:
+            return 1.0
+        done = (self.images_seen - t.link_start_kimg * 1000) / (t.link_ramp_kimg * 1000)
+        return float(min(max(done, 0.0), 1.0))
+
     def train_step(self, real_u8: torch.Tensor, stats: LossStats, c_real: torch.Tensor | None = None) -> None:
         """One step of every due phase on one batch. real_u8: (N,3,R,R) uint8; c_real (N, 25): their cameras (3D)."""
         t = self.config.train
@@ -361,7 +369,8 @@ class Trainer:
                 cams = {"c_real": c_real.to(self.device), "c_gen": self.draw_cameras(self.local_batch).to(self.device)}
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
-            self.loss.accumulate(phase.name, real, z, gain=phase.interval, stats=stats, step=self.step,
+            gain = phase.interval * (self.link_weight() if phase.name == "Glink" else 1.0)
+            self.loss.accumulate(phase.name, real, z, gain=gain, stats=stats, step=self.step,
                                  scaler=self.scaler if phase.name.endswith("main") else None, **cams)
             average_gradients(phase.module.parameters(), self.dist)
             phase.module.requires_grad_(False)
