@@ -59,14 +59,17 @@ SCENES_ARMS = {
 
 def arm(results: dict, key: str, base: str, data: str, out: Path, links: list[dict], plain: Path, kimg: float,
         docs: Path, figures: list[tuple[str, bool]], overrides: dict | None = None,
-        baseline: dict | None = None, fid_metric: str = "") -> None:
+        baseline: dict | None = None, fid_metric: str = "", remeasure: bool = False) -> None:
     """Fine-tunes with ``links`` (and train option ``overrides``), measures it and the vanilla
     fine-tune ``plain`` (unless ``baseline`` is given), draws edit grids (``figures``: (link,
-    complement) pairs; none for an empty list)."""
+    complement) pairs; none for an empty list). Numbers already in ``results`` are kept
+    unless ``remeasure``."""
     run = finetune(base, data, out, links, kimg, overrides or {})
-    results["linkgan"][key] = measure(run, links, 1000)
-    results["baseline"][key] = baseline or measure(plain, links, 1000)
-    if fid_metric:
+    if remeasure or key not in results["linkgan"]:
+        results["linkgan"][key] = measure(run, links, 1000)
+    if remeasure or key not in results["baseline"]:
+        results["baseline"][key] = baseline or measure(plain, links, 1000)
+    if fid_metric and (remeasure or key not in results.get(fid_metric, {})):
         results.setdefault(fid_metric, {})[key] = fid(run, data, fid_metric)
     if not figures:
         return
@@ -91,6 +94,8 @@ def main():
     p.add_argument("--skip-overhead", action="store_true", help="do not time the segmenter's cost")
     p.add_argument("--scenes-arms", default=",".join(SCENES_ARMS), help="which scenes arms to run")
     p.add_argument("--figures-arm", default="shared-weak", help="the scenes arm drawn in docs/images")
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure finished arms again (by default numbers already in semantic.json are kept)")
     p.add_argument("--fid", default="", metavar="METRIC",
                    help="also measure this FID/KID metric of the scenes arms and plain, e.g. fid2k (metrics extra)")
     args = p.parse_args()
@@ -117,7 +122,7 @@ def main():
     if "toyfaces" in args.datasets:
         faces_links = [semantic_link("mouth", ["mouth"], seg_faces)]
         arm(results, "toyfaces", faces_base, args.faces_data, out / "faces-mouth", faces_links,
-            Path(args.faces_plain), args.kimg, docs, [("mouth", False)])
+            Path(args.faces_plain), args.kimg, docs, [("mouth", False)], remeasure=args.remeasure)
         save()
     if "scenes" not in args.datasets:
         return
@@ -129,11 +134,11 @@ def main():
                  semantic_link("building", ["building"], seg_scenes, mask_mode=mode)]
         figures = [("sky", False), ("building", False), ("sky", True)] if name == args.figures_arm else []
         arm(results, f"scenes/{name}", scenes_base, args.scenes_data, out / f"scenes-{name}", links, scenes_plain,
-            args.kimg, docs, figures, overrides, baselines.get(mode), args.fid)
+            args.kimg, docs, figures, overrides, baselines.get(mode), args.fid, args.remeasure)
         baselines[mode] = results["baseline"][f"scenes/{name}"]
         results["setup"].setdefault("scenes_arms", {})[name] = {"mask_mode": mode, "overrides": overrides}
         save()
-    if args.fid:
+    if args.fid and (args.remeasure or "scenes/plain" not in results.get(args.fid, {})):
         results.setdefault(args.fid, {})["scenes/plain"] = fid(scenes_plain, args.scenes_data, args.fid)
         save()
     sample_figure([out / "scenes-plain"] + [out / f"scenes-{a}" for a in args.scenes_arms.split(",") if a],

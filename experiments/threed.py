@@ -9,7 +9,8 @@ Steps (finished steps are skipped and interrupted runs resume, so the script can
   4. masked MSE of RGB and depth (linkgan.threed.masked_mse_metric_3d) of every arm on both
      partitions, from the training yaws (-30, 0, 30) and from views never trained on (yaw
      +-55, outside toyheads' +-35), multi-view sample renders and edit grids (RGB + depth)
-It writes the numbers to docs/results/3d.json and a page to docs/results/3d.md (with --docs).
+It writes the numbers to 3d.json (docs/results/3d.json with --docs), the figures, and prints the
+masked-MSE tables of docs/results/3d.md (--report-only prints them again from the JSON).
 
 Usage (about an hour on 2 CPU cores with the defaults; --quick is a one-minute smoke run):
   python experiments/threed.py --out runs/threed --docs docs
@@ -77,6 +78,26 @@ def measure(run_dir: Path, links: list[dict], n: int, yaws) -> dict:
     return masked_mse_metric_3d(pipe.G, part, n=n, batch=25, yaws=yaws, progress=True)
 
 
+def tables(results: dict) -> str:
+    """Markdown tables of masked MSE: per partition and set of views, each arm's RGB and depth numbers,
+    and how many times more local than the vanilla arm ("plain") on the same partition and views."""
+    lines = []
+    for part, title in (("image", "image-space nose box"), ("box3d", "3D nose box")):
+        for views, vtitle in (("train_yaws", "training yaws -30, 0, 30"), ("unseen_yaws", "unseen yaws -55, 55")):
+            lines += [f"**Partition: {title}; views: {vtitle}**", "",
+                      "| arm | RGB mse_in | RGB mse_out | RGB locality | × vanilla | depth mse_in | depth mse_out "
+                      "| depth locality | × vanilla |", "|---|---|---|---|---|---|---|---|---|"]
+            plain = results["mse"]["plain"][part][views]
+            for arm in results["mse"]:
+                m = results["mse"][arm][part][views]
+                d, pd = m["depth"], plain["depth"]
+                lines.append(f"| {arm} | {m['mse_in']:.5f} | {m['mse_out']:.5f} | {m['locality']:.3f} | "
+                             f"{plain['locality'] / m['locality']:.1f} | {d['mse_in']:.5f} | {d['mse_out']:.5f} | "
+                             f"{d['locality']:.3f} | {pd['locality'] / d['locality']:.1f} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/threed")
@@ -86,7 +107,12 @@ def main():
     p.add_argument("--kimg", type=float, default=10.0, help="fine-tuning length of every arm")
     p.add_argument("--n", type=int, default=200, help="samples of the masked MSE")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of about a minute")
+    p.add_argument("--report-only", action="store_true", help="print the tables of an earlier run's 3d.json")
     args = p.parse_args()
+    if args.report_only:
+        path = Path(args.docs) / "results" / "3d.json" if args.docs else Path(args.out) / "3d.json"
+        print(tables(json.loads(path.read_text())))
+        return
     if args.quick:
         args.n_data, args.base_kimg, args.kimg, args.n = 32, 0.064, 0.032, 8
     out = Path(args.out)
@@ -132,7 +158,7 @@ def main():
         results_dir = Path(args.docs) / "results"
         results_dir.mkdir(parents=True, exist_ok=True)
         (results_dir / "3d.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results["mse"], indent=1))
+    print(tables(results))
 
 
 if __name__ == "__main__":
