@@ -62,7 +62,7 @@ def test_masked_mse_is_normalized_by_region_area():
     assert torch.allclose(masked_mse(b, a, small), torch.ones(2)), "a smaller region must not shrink the mean"
 
 
-@pytest.mark.parametrize("samples", ["split", "all"])
+@pytest.mark.parametrize("samples", ["split", "all", "factorized"])
 @pytest.mark.parametrize("form", ["absolute", "relative"])
 def test_regularizer_is_zero_for_a_separable_generator_and_positive_for_an_entangled_one(form, samples):
     p = _partition()
@@ -76,7 +76,7 @@ def test_regularizer_is_zero_for_a_separable_generator_and_positive_for_an_entan
         assert ent["in/box"].item() < 1 and ent["out/box"].item() < 1, "a share of the change is at most 1"
 
 
-@pytest.mark.parametrize("samples,images_per_sample", [("all", 1 + 2 * 2), ("split", 3)])
+@pytest.mark.parametrize("samples,images_per_sample", [("all", 1 + 2 * 2), ("split", 3), ("factorized", 2 + 2)])
 def test_regularizer_renders_every_image_in_one_batched_call_with_shared_noise(samples, images_per_sample):
     G = Generator(RES, z_dim=W, w_dim=W, mapping_layers=2, channel_base=256, channel_max=32)
     for m in G.modules():
@@ -124,6 +124,44 @@ def test_split_mode_moves_each_sample_only_along_its_own_links_axes():
     assert owners.count("a") == owners.count("b") == n // 2, "samples are dealt out evenly"
     with pytest.raises(ValueError, match="sample mode"):
         link_loss(Recorder(), torch.randn(2, 2, W), p, masks, alpha=1.0, samples="some")
+
+
+def test_factorized_mode_moves_each_links_axes_then_only_the_free_axes():
+    p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
+                                    {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def synthesis(self, ws, **kw):
+            seen.append(ws.detach().clone())
+            return ws[:, 0, :16].reshape(-1, 1, 4, 4).expand(-1, 3, RES // 4, RES // 4).repeat(1, 1, 4, 4)
+
+    masks = {n: p.region_mask(n, RES).float() for n in p.names}
+    n = 3
+    link_loss(Recorder(), torch.randn(n, 2, W), p, masks, alpha=1.0, samples="factorized")
+    x, xa, xb, xf = seen[0].split(n)
+    a, b = p.axes_mask("a"), p.axes_mask("b")
+    assert torch.equal((xa != x)[:, 0], a.expand(n, -1)) and torch.equal((xb != x)[:, 0], b.expand(n, -1))
+    assert torch.equal((xf != x)[:, 0], (~(a | b)).expand(n, -1)), "the complement edit moves the free axes only"
+    # With one link the complement is the free axes: the same draws give the same terms as 'all'.
+    one = _partition()
+    mask = one.region_mask("box", RES).float()
+    G = Generator(RES, z_dim=W, w_dim=W, mapping_layers=2, channel_base=256, channel_max=32)
+    ws = G.mapping(torch.randn(2, W))
+    terms = {}
+    for mode in ("all", "factorized"):
+        torch.manual_seed(1)
+        out = link_loss(G, ws, one, {"box": mask}, alpha=1.0, generator=torch.Generator().manual_seed(0),
+                        samples=mode)
+        terms[mode] = (out["in/box"].item(), out["out/box"].item())
+    assert terms["all"] == pytest.approx(terms["factorized"], rel=1e-5)
+    # Links that take every axis leave no free axes: one image per link plus x.
+    full = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 1]}, "axes": W // 2},
+                                       {"name": "b", "region": {"box": [0.5, 0, 1, 1]}, "axes": W // 2}], W, RES)
+    seen.clear()
+    out = link_loss(Recorder(), torch.randn(n, 2, W), full, {k: full.region_mask(k, RES).float() for k in "ab"},
+                    alpha=1.0, samples="factorized")
+    assert seen[0].shape[0] == 3 * n and out["in/a"].item() == 0.0
 
 
 def test_gradients_of_the_regularizer_reach_the_synthesis_network():

@@ -134,7 +134,10 @@ class TrainConfig:
     link_samples: str = opt("all", "How the Glink sub-batch serves several links: 'all' renders every link's edits "
                             "for every sample ((1 + 2K) images per sample); 'split' deals the samples out to "
                             "the links (3 images per sample whatever K is: cheaper, but each link learns from "
-                            "fewer samples and locality comes slower).", choices=["all", "split"])
+                            "fewer samples and locality comes slower); 'factorized' renders one edit per link "
+                            "plus one edit of the free axes ((2 + K) images per sample) and lets each link's "
+                            "outside term stand for the other links' share of its inside term.",
+                            choices=["all", "split", "factorized"])
     segmenter: str = opt("", "Segmenter for semantic links that name none: a .safetensors file from "
                          "`linkgan segmenter train`, a TorchScript or ONNX file, or package.module:attr.")
     link_start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "

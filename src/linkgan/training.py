@@ -192,6 +192,10 @@ class Trainer:
         self.link = None
         if not self.is_3d and any(getattr(link.region, "is_volume", False) for link in self.partition):
             raise ConfigError("3D-box regions (box3d) need a 3D generator (--kind 3d); this model is 2D")
+        if t.link_samples == "factorized" and config.allow_link_overlap and len(self.partition) > 1:
+            raise ConfigError("--link-samples factorized counts on disjoint regions (each link's outside term "
+                              "stands in for the other links' share of its inside term); with overlapping "
+                              "regions use --link-samples all")
         if len(self.partition):
             self.link = LinkSettings.build(
                 self.partition, m.resolution, self.device, t.link_alpha, t.link_lambda_in, t.link_lambda_out,
