@@ -72,12 +72,13 @@ def matmul_gflops(n=2048, reps=10):
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def warm_trainer(args, modconv="auto", links=()) -> Trainer:
+def warm_trainer(args, modconv="auto", links=(), link_samples="all") -> Trainer:
     """A trainer of the benchmark's model on random images, after two warm-up steps
     (allocator, first-call overheads)."""
     cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax,
                                       modconv=modconv),
-                    train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device),
+                    train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device,
+                                      link_samples=link_samples),
                     links=list(links))
     trainer = Trainer(cfg, progress=False, dataset=RandomImages(args.res))
     for _ in range(2):
@@ -121,12 +122,14 @@ QUARTERS = [{"name": f"q{i}", "region": {"box": [x, y, x + 0.5, y + 0.5]}, "axes
 
 
 def bench_links(args) -> dict:
-    """img/s and time relative to no link, for 0, 1 and 4 links, measured in turns."""
-    arms = {"vanilla": [], "1 link": [EYES], "4 links": QUARTERS}
+    """img/s and time relative to no link, for 0, 1 and 4 links (the latter with --link-samples
+    all, the default, and factorized), measured in turns."""
+    arms = {"vanilla": ([], "all"), "1 link": ([EYES], "all"), "4 links": (QUARTERS, "all"),
+            "4 links, factorized": (QUARTERS, "factorized")}
     trainers, speeds = {}, {name: [] for name in arms}
-    for name, links in arms.items():
+    for name, (links, samples) in arms.items():
         torch.manual_seed(0)
-        trainers[name] = warm_trainer(args, links=links)
+        trainers[name] = warm_trainer(args, links=links, link_samples=samples)
     for _ in range(args.rounds):
         for name, trainer in trainers.items():
             speeds[name].append(args.batch * args.steps / timed_steps(trainer, args.steps))
