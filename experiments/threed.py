@@ -3,16 +3,16 @@
 Steps (finished steps are skipped and interrupted runs resume, so the script can be re-run):
   1. a toyheads archive (linkgan dataset toyheads)
   2. a vanilla 3D generator trained from scratch (--base-kimg)
-  3. three fine-tunes of it for --kimg each: plain (the baseline), image (a fixed image box
-     around the nose, the paper's method on rendered views) and box3d (a world box around the
-     nose, beyond the paper)
+  3. fine-tunes of it for --kimg each (ARMS): plain (the baseline), image (a fixed image box
+     around the nose, the paper's method on rendered views), box3d (a world box around the
+     nose, beyond the paper) and box3d-weak (the same with a tenth of the weights)
   4. masked MSE of RGB and depth (linkgan.threed.masked_mse_metric_3d) of every arm on both
      partitions, from the training yaws (-30, 0, 30) and from views never trained on (yaw
      +-55, outside toyheads' +-35), multi-view sample renders and edit grids (RGB + depth)
 It writes the numbers to 3d.json (docs/results/3d.json with --docs), the figures, and prints the
 masked-MSE tables of docs/results/3d.md (--report-only prints them again from the JSON).
 
-Usage (about an hour on 2 CPU cores with the defaults; --quick is a one-minute smoke run):
+Usage (about 80 minutes on 2 CPU cores with the defaults; --quick is a one-minute smoke run):
   python experiments/threed.py --out runs/threed --docs docs
 """
 
@@ -36,7 +36,11 @@ from linkgan.training import train
 
 NOSE_IMAGE = {"name": "nose", "region": {"box": [0.38, 0.45, 0.62, 0.66]}, "axes": 32}
 NOSE_BOX3D = {"name": "nose", "region": {"box3d": [-0.08, -0.22, 0.15, 0.08, 0.03, 0.5]}, "axes": 32}
-ARMS = {"plain": [], "image": [NOSE_IMAGE], "box3d": [NOSE_BOX3D]}
+# arm -> (links, regularizer weights); the defaults are the 2D ones (lambda_in 10, lambda_out 30).
+DEFAULT_WEIGHTS = {"link_lambda_in": 10.0, "link_lambda_out": 30.0}
+WEAK_WEIGHTS = {"link_lambda_in": 1.0, "link_lambda_out": 3.0}
+ARMS = {"plain": ([], DEFAULT_WEIGHTS), "image": ([NOSE_IMAGE], DEFAULT_WEIGHTS),
+        "box3d": ([NOSE_BOX3D], DEFAULT_WEIGHTS), "box3d-weak": ([NOSE_BOX3D], WEAK_WEIGHTS)}
 TRAIN_YAWS = (-30.0, 0.0, 30.0)
 UNSEEN_YAWS = (-55.0, 55.0)
 
@@ -51,11 +55,15 @@ def model_config(quick: bool) -> ModelConfig:
                        feature_channels=16, sr_channels=32, coarse_samples=16, fine_samples=16)
 
 
+def finished(out: Path, kimg: float) -> bool:
+    ckpts = list_checkpoints(out) if out.is_dir() else []
+    return bool(ckpts) and load_checkpoint(ckpts[-1]).state["images_seen"] >= kimg * 1000
+
+
 def run(cfg: RunConfig, out: Path) -> Path:
-    ckpts = list_checkpoints(out)
-    if ckpts and load_checkpoint(ckpts[-1]).state["images_seen"] >= cfg.train.kimg * 1000:
+    if finished(out, cfg.train.kimg):
         return out
-    if train(cfg, resume=out if ckpts else None).interrupted:
+    if train(cfg, resume=out if list_checkpoints(out) else None).interrupted:
         raise SystemExit(f"interrupted; run the same command again to resume {out}")
     return out
 
@@ -70,6 +78,16 @@ def multiview_figure(run_dir: Path, path: Path, seeds=range(6), yaws=(-55, -30, 
         depth = depth_to_image(r["depth"][i], r["opacity"][i], cfg.near, cfg.far, pipe.resolution)
         cells.append(torch.cat([r["image"][i], depth]))
     return save_png(make_grid(torch.cat(cells), ncols=2 * len(yaws), pad=1), path, upscale=4)
+
+
+def arms_figure(out: Path, path: Path, seeds=range(8)) -> Path:
+    """Rows: the arms (plain, image, box3d); columns: the same seeds from the front, so that the
+    arms' variety and quality can be compared."""
+    rows = []
+    for arm in ARMS:
+        pipe = LinkGANPipeline.load(out / arm)
+        rows.append(pipe.render_views(pipe.latents(list(seeds)), (0,))["image"][:, 0])
+    return save_png(make_grid(torch.cat(rows), ncols=len(seeds), pad=1), path, upscale=4)
 
 
 def measure(run_dir: Path, links: list[dict], n: int, yaws) -> dict:
@@ -124,32 +142,39 @@ def main():
     common = dict(data=str(data), batch=16 if not args.quick else 4, workers=1, xflip=True, r1_gamma=0.1,
                   tick_kimg=1.0 if not args.quick else 0.016, snapshot_kimg=10.0, grid_size=16,
                   keep_ckpts=2)
-    timings = {}
+    results_path = out / "3d.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results["config"] = {"model": model.__dict__, "base_kimg": args.base_kimg, "kimg": args.kimg, "n": args.n,
+                         "n_data": args.n_data, "arms": {arm: weights for arm, (_, weights) in ARMS.items()}}
+    timings = results.setdefault("timings", {})
     t0 = time.time()
-    base = run(RunConfig(model=model, train=TrainConfig(out=str(out / "base"), kimg=args.base_kimg, **common)),
-               out / "base")
-    timings["base_s"] = time.time() - t0
-    base_ckpt = str(list_checkpoints(base)[-1])
-    for arm, links in ARMS.items():
+    if not finished(out / "base", args.base_kimg):
+        run(RunConfig(model=model, train=TrainConfig(out=str(out / "base"), kimg=args.base_kimg, **common)),
+            out / "base")
+        timings["base_s"] = time.time() - t0
+    base_ckpt = str(list_checkpoints(out / "base")[-1])
+    for arm, (links, weights) in ARMS.items():
+        if finished(out / arm, args.kimg):
+            continue
         t0 = time.time()
         cfg = RunConfig(model=model, train=TrainConfig(out=str(out / arm), kimg=args.kimg, init=base_ckpt,
-                                                        link_lambda_out=30.0, link_lambda_in=10.0, **common),
+                                                        **weights, **common),
                         links=[dict(link) for link in links])
         run(cfg, out / arm)
         timings[f"{arm}_s"] = time.time() - t0
-    results = {"config": {"model": model.__dict__, "base_kimg": args.base_kimg, "kimg": args.kimg, "n": args.n,
-                          "n_data": args.n_data},
-               "timings": timings, "mse": {}}
-    for arm in ARMS:
+    mse = results.setdefault("mse", {})
+    for arm in ARMS:  # numbers already in 3d.json are kept
         for part_name, links in (("image", [NOSE_IMAGE]), ("box3d", [NOSE_BOX3D])):
             for views_name, yaws in (("train_yaws", TRAIN_YAWS), ("unseen_yaws", UNSEEN_YAWS)):
-                m = measure(out / arm, links, args.n, yaws)["nose"]
-                results["mse"].setdefault(arm, {}).setdefault(part_name, {})[views_name] = m
-    (out / "3d.json").write_text(json.dumps(results, indent=2) + "\n")
+                if views_name not in mse.get(arm, {}).get(part_name, {}):
+                    m = measure(out / arm, links, args.n, yaws)["nose"]
+                    mse.setdefault(arm, {}).setdefault(part_name, {})[views_name] = m
+                    results_path.write_text(json.dumps(results, indent=2) + "\n")
     figures = Path(args.docs) / "images" if args.docs else out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     multiview_figure(out / "base", figures / "3d-samples.png")
-    for arm, links in ARMS.items():
+    arms_figure(out, figures / "3d-samples-arms.png")
+    for arm, (links, _) in ARMS.items():
         pipe = LinkGANPipeline.load(out / arm)
         spec = links or [NOSE_BOX3D]
         pipe.links = LatentPartition.from_specs(spec, pipe.G.w_dim, pipe.resolution)
