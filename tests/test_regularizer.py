@@ -285,6 +285,17 @@ def test_ramp_scales_the_link_phase_from_zero_to_full_weight(image_folder, tmp_p
     assert gains["Glink"] == pytest.approx(glink.interval * 0.25) and gains["Gmain"] == 1
 
 
+def test_factorized_mode_is_refused_for_overlapping_regions(image_folder, tmp_path):
+    from linkgan.config import ConfigError
+
+    cfg = tiny_run(image_folder, tmp_path / "run", link_samples="factorized")
+    cfg.links = [{"name": "a", "region": {"box": [0, 0, 0.6, 0.6]}, "axes": 8},
+                 {"name": "b", "region": {"box": [0.4, 0.4, 1, 1]}, "axes": 8}]
+    cfg.allow_link_overlap = True
+    with pytest.raises(ConfigError, match="factorized.*disjoint"):
+        Trainer(cfg, progress=False)
+
+
 def test_edit_and_metrics_commands_write_their_outputs(image_folder, tmp_path, capsys):
     import json
 
