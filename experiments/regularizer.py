@@ -48,11 +48,20 @@ def finetune(base: str, data: str, out: Path, links: list[dict], kimg: float, ov
                     workers=1)
     for k, v in overrides.items():
         setattr(t, k, type(getattr(t, k))(v) if getattr(t, k) is not None else v)
-    cfg = RunConfig(model=model, train=t, links=links)
-    ckpts = list_checkpoints(out)
-    if ckpts and load_checkpoint(ckpts[-1]).state["images_seen"] >= kimg * 1000:
+    return run(RunConfig(model=model, train=t, links=links), out)
+
+
+def finished(out: Path, kimg: float) -> bool:
+    """Whether the run in ``out`` has a checkpoint at ``kimg`` or later."""
+    ckpts = list_checkpoints(out) if Path(out).is_dir() else []
+    return bool(ckpts) and load_checkpoint(ckpts[-1]).state["images_seen"] >= kimg * 1000
+
+
+def run(cfg: RunConfig, out: Path) -> Path:
+    """Trains ``cfg`` into ``out``: skipped when finished, resumed when interrupted."""
+    if finished(out, cfg.train.kimg):
         return out
-    if train(cfg, resume=out if ckpts else None).interrupted:
+    if train(cfg, resume=out if list_checkpoints(out) else None).interrupted:
         raise SystemExit(f"interrupted; run the same command again to resume {out}")
     return out
 

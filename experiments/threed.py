@@ -24,15 +24,15 @@ import time
 from pathlib import Path
 
 import torch
+from regularizer import finished, run
 
-from linkgan.checkpoint import list_checkpoints, load_checkpoint
+from linkgan.checkpoint import list_checkpoints
 from linkgan.config import ModelConfig, RunConfig, TrainConfig
 from linkgan.data.toyheads import make_toyheads
 from linkgan.images import make_grid, save_png
 from linkgan.partition import LatentPartition
 from linkgan.pipeline import LinkGANPipeline
 from linkgan.threed import depth_to_image, masked_mse_metric_3d
-from linkgan.training import train
 
 NOSE_IMAGE = {"name": "nose", "region": {"box": [0.38, 0.45, 0.62, 0.66]}, "axes": 32}
 NOSE_BOX3D = {"name": "nose", "region": {"box3d": [-0.08, -0.22, 0.15, 0.08, 0.03, 0.5]}, "axes": 32}
@@ -53,19 +53,6 @@ def model_config(quick: bool) -> ModelConfig:
     return ModelConfig(kind="3d", resolution=32, z_dim=128, w_dim=128, mapping_layers=4, channel_base=1024,
                        channel_max=64, plane_resolution=32, plane_channels=16, decoder_hidden=32,
                        feature_channels=16, sr_channels=32, coarse_samples=16, fine_samples=16)
-
-
-def finished(out: Path, kimg: float) -> bool:
-    ckpts = list_checkpoints(out) if out.is_dir() else []
-    return bool(ckpts) and load_checkpoint(ckpts[-1]).state["images_seen"] >= kimg * 1000
-
-
-def run(cfg: RunConfig, out: Path) -> Path:
-    if finished(out, cfg.train.kimg):
-        return out
-    if train(cfg, resume=out if list_checkpoints(out) else None).interrupted:
-        raise SystemExit(f"interrupted; run the same command again to resume {out}")
-    return out
 
 
 def multiview_figure(run_dir: Path, path: Path, seeds=range(6), yaws=(-55, -30, 0, 30, 55)) -> Path:
