@@ -97,21 +97,28 @@ def test_regularizer_renders_every_image_in_one_batched_call_with_shared_noise(s
     assert all((e - x).abs().max().item() < 1e-4 for e in edits)
 
 
+class LatentRecorder(torch.nn.Module):
+    """A stand-in generator whose images are a copy of w's first channels, and which keeps
+    every batch of latents it is asked to render in ``seen``."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def synthesis(self, ws, **kw):
+        self.seen.append(ws.detach().clone())
+        return ws[:, 0, :16].reshape(-1, 1, 4, 4).expand(-1, 3, RES // 4, RES // 4).repeat(1, 1, 4, 4)
+
+
 def test_split_mode_moves_each_sample_only_along_its_own_links_axes():
     p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
                                     {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
-    seen = []
-
-    class Recorder(torch.nn.Module):
-        def synthesis(self, ws, **kw):
-            seen.append(ws.detach().clone())
-            return ws[:, 0, :16].reshape(-1, 1, 4, 4).expand(-1, 3, RES // 4, RES // 4).repeat(1, 1, 4, 4)
-
     masks = {n: p.region_mask(n, RES).float() for n in p.names}
     n = 6
-    link_loss(Recorder(), torch.randn(n, 2, W), p, masks, alpha=1.0, generator=torch.Generator().manual_seed(0),
+    rec = LatentRecorder()
+    link_loss(rec, torch.randn(n, 2, W), p, masks, alpha=1.0, generator=torch.Generator().manual_seed(0),
               samples="split")
-    x, x1, x2 = seen[0].split(n)
+    x, x1, x2 = rec.seen[0].split(n)
     moved1 = (x1 != x)[:, 0]  # (n, W): which axes moved in the link edit
     moved2 = (x2 != x)[:, 0]
     a, b = p.axes_mask("a"), p.axes_mask("b")
@@ -123,23 +130,17 @@ def test_split_mode_moves_each_sample_only_along_its_own_links_axes():
         assert torch.equal(moved2[s], ~own), "the complement edit moves exactly the other axes"
     assert owners.count("a") == owners.count("b") == n // 2, "samples are dealt out evenly"
     with pytest.raises(ValueError, match="sample mode"):
-        link_loss(Recorder(), torch.randn(2, 2, W), p, masks, alpha=1.0, samples="some")
+        link_loss(rec, torch.randn(2, 2, W), p, masks, alpha=1.0, samples="some")
 
 
 def test_factorized_mode_moves_each_links_axes_then_only_the_free_axes():
     p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
                                     {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
-    seen = []
-
-    class Recorder(torch.nn.Module):
-        def synthesis(self, ws, **kw):
-            seen.append(ws.detach().clone())
-            return ws[:, 0, :16].reshape(-1, 1, 4, 4).expand(-1, 3, RES // 4, RES // 4).repeat(1, 1, 4, 4)
-
     masks = {n: p.region_mask(n, RES).float() for n in p.names}
     n = 3
-    link_loss(Recorder(), torch.randn(n, 2, W), p, masks, alpha=1.0, samples="factorized")
-    x, xa, xb, xf = seen[0].split(n)
+    rec = LatentRecorder()
+    link_loss(rec, torch.randn(n, 2, W), p, masks, alpha=1.0, samples="factorized")
+    x, xa, xb, xf = rec.seen[0].split(n)
     a, b = p.axes_mask("a"), p.axes_mask("b")
     assert torch.equal((xa != x)[:, 0], a.expand(n, -1)) and torch.equal((xb != x)[:, 0], b.expand(n, -1))
     assert torch.equal((xf != x)[:, 0], (~(a | b)).expand(n, -1)), "the complement edit moves the free axes only"
@@ -158,10 +159,10 @@ def test_factorized_mode_moves_each_links_axes_then_only_the_free_axes():
     # Links that take every axis leave no free axes: one image per link plus x.
     full = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 1]}, "axes": W // 2},
                                        {"name": "b", "region": {"box": [0.5, 0, 1, 1]}, "axes": W // 2}], W, RES)
-    seen.clear()
-    out = link_loss(Recorder(), torch.randn(n, 2, W), full, {k: full.region_mask(k, RES).float() for k in "ab"},
+    rec = LatentRecorder()
+    out = link_loss(rec, torch.randn(n, 2, W), full, {k: full.region_mask(k, RES).float() for k in "ab"},
                     alpha=1.0, samples="factorized")
-    assert seen[0].shape[0] == 3 * n and out["in/a"].item() == 0.0
+    assert rec.seen[0].shape[0] == 3 * n and out["in/a"].item() == 0.0
 
 
 def test_gradients_of_the_regularizer_reach_the_synthesis_network():
