@@ -21,16 +21,21 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
+
 from regularizer import edit_figure, fid, finetune, measure, mse_table, overhead, overhead_table
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.segment import evaluate_segmenter, load_segmenter, train_segmenter
 
 
-def semantic_link(name: str, classes: list[str], segmenter: Path, axes: int = 64, mask_mode: str = "union") -> dict:
+def semantic_link(name: str, classes: list[str], segmenter: Path, axes: int = 64, mask_mode: str = "union",
+                  margin: float = 0.0) -> dict:
     region = {"semantic": classes, "segmenter": str(segmenter.absolute())}
     if mask_mode != "union":
         region["mask_mode"] = mask_mode
+    if margin:
+        region["margin"] = margin
     return {"name": name, "region": region, "axes": axes}
 
 
@@ -46,15 +51,29 @@ def newest(run: str) -> str:
     return str(list_checkpoints(run)[-1]) if Path(run).is_dir() else run
 
 
-# Scenes arms: name -> (mask_mode, train option overrides). docs/results/semantic.md says
-# what each did: the defaults collapse the scenes model, the weak shared arm does not.
+# Scenes arms: name -> (region options, train option overrides). docs/results/semantic.md says
+# what each did: the defaults collapse the scenes model, the weak shared arm does not. A margin
+# may be one number or one per link; an arm trained for other than --kimg is compared with a
+# vanilla fine-tune of the same length (runs/semantic/scenes-plain<kimg>).
+SHARED, MID, MID_RAMP = {"mask_mode": "shared"}, {"link_lambda_in": 3.0, "link_lambda_out": 10.0}, {"link_ramp_kimg": 5.0}
 SCENES_ARMS = {
-    "union": ("union", {}),
-    "union-lambda_out10": ("union", {"link_lambda_out": 10.0}),
-    "shared": ("shared", {}),
-    "shared-weak": ("shared", {"link_lambda_in": 1.0, "link_lambda_out": 3.0}),
-    "shared-mid-ramp": ("shared", {"link_lambda_in": 3.0, "link_lambda_out": 10.0, "link_ramp_kimg": 5.0}),
+    "union": ({"mask_mode": "union"}, {}),
+    "union-lambda_out10": ({"mask_mode": "union"}, {"link_lambda_out": 10.0}),
+    "shared": (SHARED, {}),
+    "shared-weak": (SHARED, {"link_lambda_in": 1.0, "link_lambda_out": 3.0}),
+    "shared-mid-ramp": (SHARED, {**MID, **MID_RAMP}),
+    "shared-sep-i2": (SHARED, {"link_optimizer": "separate", "link_interval": 2, "link_batch": 8}),
+    "shared-swap-mid": (SHARED, {**MID, "link_perturb": "swap"}),
+    "shared-mid-ramp-margin": ({**SHARED, "margin": 0.03}, {**MID, **MID_RAMP}),
+    "shared-mid-ramp-margin2": ({**SHARED, "margin": 0.06}, {**MID, **MID_RAMP}),
+    "shared-mid-ramp-margin2-30": ({**SHARED, "margin": 0.06}, {**MID, **MID_RAMP, "kimg": 30.0}),
+    "shared-mid-ramp-margin12": ({**SHARED, "margin": {"sky": 0.03, "building": 0.06}}, {**MID, **MID_RAMP}),
+    "shared-mid-ramp-margin02": ({**SHARED, "margin": {"sky": 0.0, "building": 0.06}}, {**MID, **MID_RAMP}),
+    "shared-mid-ramp-margin12-5": ({**SHARED, "margin": {"sky": 0.03, "building": 0.06}},
+                                   {"link_lambda_in": 5.0, "link_lambda_out": 15.0, **MID_RAMP}),
 }
+# Arms whose sky and building edit grids docs/results/semantic.md shows besides --figures-arm's.
+EXTRA_FIGURES = {"shared-mid-ramp-margin2": "margin2"}
 
 
 def arm(results: dict, key: str, base: str, data: str, out: Path, links: list[dict], plain: Path, kimg: float,
@@ -94,6 +113,9 @@ def main():
     p.add_argument("--skip-overhead", action="store_true", help="do not time the segmenter's cost")
     p.add_argument("--scenes-arms", default=",".join(SCENES_ARMS), help="which scenes arms to run")
     p.add_argument("--figures-arm", default="shared-weak", help="the scenes arm drawn in docs/images")
+    p.add_argument("--samples-arms", default=None,
+                   help="the scenes arms in the sample comparison figure (default: every arm run)")
+    p.add_argument("--samples-figure", default="semantic-scenes-samples.png", help="its file name in docs/images")
     p.add_argument("--remeasure", action="store_true",
                    help="measure finished arms again (by default numbers already in semantic.json are kept)")
     p.add_argument("--fid", default="", metavar="METRIC",
@@ -129,20 +151,36 @@ def main():
     scenes_plain = finetune(scenes_base, args.scenes_data, out / "scenes-plain", [], args.kimg, {})
     baselines = {}
     for name in [a for a in args.scenes_arms.split(",") if a]:
-        mode, overrides = SCENES_ARMS[name]
-        links = [semantic_link("sky", ["sky"], seg_scenes, mask_mode=mode),
-                 semantic_link("building", ["building"], seg_scenes, mask_mode=mode)]
+        region, overrides = SCENES_ARMS[name]
+        mode, margin = region["mask_mode"], region.get("margin", 0.0)
+        links = [semantic_link(link, [link], seg_scenes, mask_mode=mode,
+                               margin=margin[link] if isinstance(margin, dict) else margin)
+                 for link in ("sky", "building")]
+        kimg = overrides.get("kimg", args.kimg)
+        plain, baseline = scenes_plain, baselines.get(mode)
+        if kimg != args.kimg:
+            plain = finetune(scenes_base, args.scenes_data, out / f"scenes-plain{kimg:g}", [], kimg, {})
+            baseline = None
+            key = f"scenes/plain{kimg:g}"
+            if args.fid and (args.remeasure or key not in results.get(args.fid, {})):
+                results.setdefault(args.fid, {})[key] = fid(plain, args.scenes_data, args.fid)
         figures = [("sky", False), ("building", False), ("sky", True)] if name == args.figures_arm else []
-        arm(results, f"scenes/{name}", scenes_base, args.scenes_data, out / f"scenes-{name}", links, scenes_plain,
-            args.kimg, docs, figures, overrides, baselines.get(mode), args.fid, args.remeasure)
-        baselines[mode] = results["baseline"][f"scenes/{name}"]
-        results["setup"].setdefault("scenes_arms", {})[name] = {"mask_mode": mode, "overrides": overrides}
+        arm(results, f"scenes/{name}", scenes_base, args.scenes_data, out / f"scenes-{name}", links, plain,
+            kimg, docs, figures, overrides, baseline, args.fid, args.remeasure)
+        if kimg == args.kimg:
+            baselines[mode] = results["baseline"][f"scenes/{name}"]
+        if name in EXTRA_FIGURES:  # both links' edit grids, named for the arm
+            for link in ("sky", "building"):
+                edit_figure(out / f"scenes-{name}", links, link,
+                            docs / "images" / f"semantic-scenes-{EXTRA_FIGURES[name]}-{link}.png")
+        results["setup"].setdefault("scenes_arms", {})[name] = {**region, "overrides": overrides}
         save()
     if args.fid and (args.remeasure or "scenes/plain" not in results.get(args.fid, {})):
         results.setdefault(args.fid, {})["scenes/plain"] = fid(scenes_plain, args.scenes_data, args.fid)
         save()
-    sample_figure([out / "scenes-plain"] + [out / f"scenes-{a}" for a in args.scenes_arms.split(",") if a],
-                  docs / "images" / "semantic-scenes-samples.png")
+    shown = args.samples_arms if args.samples_arms is not None else args.scenes_arms
+    sample_figure([out / "scenes-plain"] + [out / f"scenes-{a}" for a in shown.split(",") if a],
+                  docs / "images" / args.samples_figure)
     scenes_links = [semantic_link("sky", ["sky"], seg_scenes), semantic_link("building", ["building"], seg_scenes)]
     if not args.skip_overhead:
         boxes = [{"name": "sky", "region": {"box": [0, 0, 1, 0.4]}, "axes": 64},
@@ -153,11 +191,15 @@ def main():
     print(markdown_tables(results))
 
 
-def sample_figure(runs: list[Path], path: Path) -> Path:
-    """The runs' newest sample grids side by side (the same seeds in every grid)."""
+def sample_figure(runs: list[Path], path: Path, rows: int = 4) -> Path:
+    """The first ``rows`` rows of the runs' newest sample grids side by side (the same seeds in every grid)."""
     from PIL import Image
 
-    grids = [Image.open(run / "samples-latest.png").convert("RGB") for run in runs]
+    grids = []
+    for run in runs:
+        grid = Image.open(run / "samples-latest.png").convert("RGB")
+        cell = yaml.safe_load((run / "config.yaml").read_text())["model"]["resolution"]
+        grids.append(grid.crop((0, 0, grid.width, min(grid.height, rows * cell))))
     gap = 8
     canvas = Image.new("RGB", (sum(g.width for g in grids) + gap * (len(grids) - 1), max(g.height for g in grids)),
                        "white")

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from linkgan.checkpoint import load_checkpoint
 from linkgan.config import RunConfig
 from linkgan.losses import LossStats
 from linkgan.editing import edit_latents, transplant_latents
@@ -11,7 +12,7 @@ from linkgan.metrics import masked_mse_metric, parse_metric_names
 from linkgan.networks import Generator
 from linkgan.partition import LatentPartition
 from linkgan.regularizer import LinkSettings, link_loss, masked_mse
-from linkgan.training import Trainer
+from linkgan.training import Trainer, train
 
 from conftest import tiny_run
 
@@ -165,6 +166,45 @@ def test_factorized_mode_moves_each_links_axes_then_only_the_free_axes():
     assert rec.seen[0].shape[0] == 3 * n and out["in/a"].item() == 0.0
 
 
+@pytest.mark.parametrize("samples", ["all", "split", "factorized"])
+def test_swap_edits_take_the_moved_axes_from_another_sample_of_the_batch(samples):
+    p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
+                                    {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
+    masks = {n: p.region_mask(n, RES).float() for n in p.names}
+    n = 4
+    ws = torch.randn(n, 1, W).repeat(1, 2, 1)
+    donor = ws.roll(1, dims=0)
+    rec = LatentRecorder()
+    link_loss(rec, ws, p, masks, alpha=1.0, samples=samples, perturb="swap")
+    x, *edits = rec.seen[0].split(n)
+    assert torch.equal(x, ws)
+    for e in edits:
+        moved = (e != ws).any(1)  # (n, W): the axes this edit moved
+        assert moved.any()
+        assert torch.allclose(e[moved[:, None, :].expand_as(e)], donor[moved[:, None, :].expand_as(e)], atol=1e-6), \
+            "every moved axis holds the other sample's value"
+    # Half way at alpha 0.5; a batch of one has no other sample, so nothing moves.
+    rec = LatentRecorder()
+    link_loss(rec, ws, p, masks, alpha=0.5, samples="all", perturb="swap")
+    a = p.axes_mask("a")
+    assert torch.allclose(rec.seen[0].split(n)[1][:, :, a], (ws + donor)[:, :, a] / 2)
+    rec = LatentRecorder()
+    link_loss(rec, ws[:1], p, masks, alpha=1.0, samples="all", perturb="swap")
+    assert all(torch.equal(e, ws[:1]) for e in rec.seen[0].split(1))
+    # The perturbed fakes swap too, layer by layer (style mixing kept), on one group of axes.
+    settings = LinkSettings.build(p, RES, "cpu", 1.0, 1.0, 1.0, 4, fakes=0.5, perturb="swap")
+    mixed = torch.randn(n, 2, W)
+    out = settings.perturb_some(mixed)
+    groups = [p.axes_mask("a"), p.axes_mask("b"), ~p.axes_mask("a"), ~p.axes_mask("b")]
+    for s in range(2):
+        moved = (out[s] != mixed[s]).any(0)
+        assert any(torch.equal(moved, g) for g in groups)
+        assert torch.allclose(out[s][:, moved], mixed.roll(1, dims=0)[s][:, moved], atol=1e-6)
+    assert torch.equal(out[2:], mixed[2:])
+    with pytest.raises(ValueError, match="perturbation must be one of"):
+        link_loss(rec, ws, p, masks, alpha=1.0, perturb="uniform")
+
+
 def test_gradients_of_the_regularizer_reach_the_synthesis_network():
     G = Generator(RES, z_dim=W, w_dim=W, mapping_layers=2, channel_base=256, channel_max=32)
     p = _partition()
@@ -284,6 +324,56 @@ def test_ramp_scales_the_link_phase_from_zero_to_full_weight(image_folder, tmp_p
     trainer.step, trainer.images_seen = 2 * glink.interval, 120
     trainer.train_step(torch.zeros(8, 3, RES, RES, dtype=torch.uint8), LossStats())
     assert gains["Glink"] == pytest.approx(glink.interval * 0.25) and gains["Gmain"] == 1
+    # With its own Adam the loss's scale does not matter, so the ramp scales the step instead.
+    cfg.train.link_optimizer, cfg.train.link_lr = "separate", 0.004
+    trainer = Trainer(cfg, progress=False)
+    trainer.loss.accumulate = lambda *a, **k: None
+    glink = next(p for p in trainer.phases if p.name == "Glink")
+    trainer.step, trainer.images_seen = 2 * glink.interval, 120
+    trainer.train_step(torch.zeros(8, 3, RES, RES, dtype=torch.uint8), LossStats())
+    assert glink.opt.param_groups[0]["lr"] == pytest.approx(0.004 * 0.25)
+
+
+@pytest.mark.parametrize("mode", ["shared", "separate"])
+def test_link_optimizer_modes_wire_the_glink_phase(image_folder, tmp_path, mode):
+    cfg = tiny_run(image_folder, tmp_path / "run", link_optimizer=mode, pl_weight=0.0, link_lr=0.01)
+    cfg.links = [{"name": "box", "region": {"box": BOX}, "axes": 8}]
+    trainer = Trainer(cfg, progress=False)
+    phases = {p.name: p for p in trainer.phases}
+    gmain, glink = phases["Gmain"].opt, phases["Glink"].opt
+    if mode == "shared":
+        assert glink is gmain
+    else:
+        assert isinstance(glink, torch.optim.Adam) and glink is not gmain
+    # The lazy step-size correction k / (k + 1) only applies to phases that share G's Adam.
+    lr_g = cfg.train.lr_g * (8 / 9 if mode == "shared" else 1.0)
+    assert gmain.param_groups[0]["lr"] == pytest.approx(lr_g)
+    expected = {"G", "D", "Glink"} if mode == "separate" else {"G", "D"}
+    assert set(trainer.optimizers) == expected and trainer.optimizers["G"] is gmain
+    # One step with Gmain and Glink due: a shared Adam takes both gradients into its moments,
+    # a separate one only the adversarial gradient.
+    trainer.train_step(torch.zeros(8, 3, RES, RES, dtype=torch.uint8), LossStats())
+    p = next(iter(trainer.G.synthesis.parameters()))
+    assert int(gmain.state[p]["step"]) == (2 if mode == "shared" else 1)
+    if mode == "separate":
+        assert int(glink.state[p]["step"]) == 1 and glink.param_groups[0]["lr"] == 0.01
+
+
+def test_a_resumed_run_with_a_separate_link_optimizer_reproduces_the_uninterrupted_run(image_folder, tmp_path):
+    def cfg(out):
+        c = tiny_run(image_folder, out, link_optimizer="separate", link_interval=2)
+        c.links = [{"name": "box", "region": {"box": BOX}, "axes": 8}]
+        return c
+
+    train(cfg(tmp_path / "full"), progress=False)
+    train(cfg(tmp_path / "part"), progress=False, max_steps=3)
+    resumed = train(cfg(tmp_path / "part"), resume=tmp_path / "part", progress=False)
+    assert resumed.step == 6
+    a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "part")
+    assert any(k.startswith("opt.Glink.") for k in a.tensors), "the link phase's Adam moments are checkpointed"
+    for key in a.tensors:
+        if key.startswith(("G.", "G_ema.", "D.")):
+            assert torch.allclose(a.tensors[key], b.tensors[key], atol=1e-5), key
 
 
 def test_factorized_mode_is_refused_for_overlapping_regions(image_folder, tmp_path):

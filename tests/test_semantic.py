@@ -132,6 +132,36 @@ def test_shared_mode_lets_other_axes_move_the_border(red_spec):
     assert terms["shared"]["in/red"].item() == 0.0
 
 
+class HaloSquareG(MovingSquareG):
+    """The square moves with the link's axis 0 and draws a one-pixel halo (not red) around it, as a
+    generator's blurred edge does; complement axis 8 recolours the square's own outer ring of pixels."""
+
+    def synthesis(self, ws, **kw):
+        img = square(ws.shape[0], ws[:, 0, 0] >= 0)
+        red = (img[:, :1] > 0).float()
+        halo = torch.nn.functional.max_pool2d(red, 3, stride=1, padding=1) - red
+        ring = red - (1 - torch.nn.functional.max_pool2d(1 - red, 3, stride=1, padding=1))
+        img = img + 0.4 * halo
+        return img + 0.5 * torch.tanh(ws[:, 0, 8])[:, None, None, None] * ring * torch.tensor([0, 1.0, 0])[:, None, None]
+
+
+def test_a_margin_leaves_the_band_along_the_border_out_of_both_terms(red_spec):
+    terms = {}
+    for margin in (0.0, 1 / RES):
+        part = LatentPartition.from_specs([{"name": "red", "axes": 8, "region": {
+            "semantic": ["red"], "segmenter": red_spec, "margin": margin}}], W, RES)
+        assert part["red"].region.margin_pixels(RES) == round(margin * RES)
+        terms[margin] = link_loss(HaloSquareG(), torch.full((16, 2, W), 0.05), part, {}, alpha=3.0,
+                                  form="absolute", generator=torch.Generator().manual_seed(0))
+    assert terms[0.0]["out/red"].item() > 0.001, "the halo moves with the square, outside the region"
+    assert terms[0.0]["in/red"].item() > 0.001, "the complement recolours the square's edge"
+    assert terms[1 / RES]["out/red"].item() == 0.0 and terms[1 / RES]["in/red"].item() == 0.0
+    spec = SemanticRegion(["red"], segmenter=red_spec, margin=0.03).to_spec()
+    assert spec["margin"] == 0.03 and "margin" not in SemanticRegion(["red"], segmenter=red_spec).to_spec()
+    with pytest.raises(RegionError, match="margin is a fraction of the image width"):
+        SemanticRegion(["red"], segmenter=red_spec, margin=2)
+
+
 def test_unknown_class_or_missing_segmenter_fails_before_training(red_spec, tmp_path):
     with pytest.raises(ValueError, match=r"'sky'.*other, red"):
         SemanticRegion(["sky"], segmenter=red_spec).model()

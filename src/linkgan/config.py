@@ -145,6 +145,22 @@ class TrainConfig:
     link_ramp_kimg: float = opt(0.0, "Ramp: scale lambda_in and lambda_out linearly from 0 to their values over this "
                                 "many kimg after link_start_kimg, so that G adapts to the regularizer gradually "
                                 "(0 = full weight at once).")
+    link_perturb: str = opt("gaussian", "How the regularizer's edits (and the perturbed fakes) move w: 'gaussian' adds "
+                            "alpha * N(0, I) to the moved axes (the paper's); 'swap' moves them alpha of the "
+                            "way to another sample's w, so that at alpha 1 they are resampled from the model's "
+                            "own W distribution: the edit that `linkgan edit` makes and mse1k measures.",
+                            choices=["gaussian", "swap"])
+    link_optimizer: str = opt("shared", "Which Adam moments the lazy Glink step uses: 'shared' is StyleGAN2's lazy "
+                              "regularization (G's one Adam; the link gradient, multiplied by the interval, "
+                              "enters its second moments, so when it is much larger than the adversarial "
+                              "gradient every adversarial step after it shrinks; experiments/link_gradients.py "
+                              "measures by how much); 'separate' gives the Glink step its own Adam, so G's "
+                              "adversarial steps keep their size. Adam ignores a loss's scale, so with "
+                              "'separate' the link's strength is set by --link-lr and the interval (the lambdas "
+                              "only weigh the terms against each other).",
+                              choices=["shared", "separate"])
+    link_lr: float | None = opt(None, "Learning rate of the Glink step's own Adam (link_optimizer 'separate'); "
+                                "unset = lr_g. Each Glink step then moves a weight by about this much.")
     gpc_swap: float = opt(0.5, "3D: probability that the mapping network is conditioned on another sample's "
                           "camera than the one rendered (EG3D's generator pose-conditioning swap), so that "
                           "identity does not become tied to pose.")

@@ -54,7 +54,7 @@ __all__ = [
 OUTSIDE_TOLERANCE = 1e-6
 
 REGION_KINDS = ("box", "ellipse", "polygon", "mask", "semantic", "box3d")  # box3d: linkgan.regions3d
-SEMANTIC_KEYS = ("segmenter", "mask_mode")  # the optional keys of a semantic region spec
+SEMANTIC_KEYS = ("segmenter", "mask_mode", "margin")  # the optional keys of a semantic region spec
 
 _COORDS_HELP = ("region coordinates are fractions of the image in [0, 1] "
                 "(x to the right, y down, (0, 0) the top-left corner)")
@@ -455,13 +455,21 @@ class SemanticRegion(Region):
         (docs/results/semantic.md shows the collapse).
       * ``source``: the mask of x only. Then any change of the region's extent counts as
         change outside it, which forbids shape edits (a sky link could only recolour).
+
+    ``margin`` (a fraction of the image width, default 0) leaves a band that wide along the
+    region's border out of the regularizer: the band just outside the region does not count
+    against the link's own edit, and the band just inside it does not count against the
+    complement's. A generator's edges are a pixel or two wide and a segmenter's labels there
+    are uncertain, so without it moving an edge at all costs both links, and a generator can
+    answer by freezing the border (docs/results/semantic.md). Metrics still use the region
+    itself.
     """
 
     kind = "semantic"
     is_fixed = False
 
     def __init__(self, classes, segmenter: str | None = None, mask_mode: str = "union",
-                 base_dir: str | os.PathLike | None = None) -> None:
+                 base_dir: str | os.PathLike | None = None, margin: float = 0.0) -> None:
         super().__init__()
         if isinstance(classes, str):
             classes = [classes]
@@ -474,6 +482,10 @@ class SemanticRegion(Region):
             raise RegionError(f"semantic region segmenter must be a path or spec string, got {segmenter!r}")
         if mask_mode not in MASK_MODES:
             raise RegionError(f"semantic region mask_mode must be one of {', '.join(MASK_MODES)}, got {mask_mode!r}")
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 0.5:
+            raise RegionError(f"semantic region margin is a fraction of the image width in [0, 0.5), e.g. 0.03 "
+                              f"(one pixel at 32 px), got {margin!r}")
+        self.margin = float(margin)
         self.classes: tuple[str, ...] = tuple(c.strip() for c in classes)
         self.segmenter = None if segmenter is None else resolve_segmenter_spec(str(segmenter), base_dir)
         self.mask_mode = mask_mode
@@ -483,7 +495,11 @@ class SemanticRegion(Region):
         """This region, or a copy using ``segmenter`` when it names none itself."""
         if self.segmenter is not None or segmenter is None:
             return self
-        return SemanticRegion(self.classes, segmenter, self.mask_mode, base_dir)
+        return SemanticRegion(self.classes, segmenter, self.mask_mode, base_dir, self.margin)
+
+    def margin_pixels(self, res: int) -> int:
+        """The border band of ``margin`` in pixels at resolution ``res``."""
+        return int(round(self.margin * res))
 
     def mask(self, res: int, device=None) -> torch.Tensor:
         raise RegionError(
@@ -537,6 +553,8 @@ class SemanticRegion(Region):
             spec["segmenter"] = self.segmenter
         if self.mask_mode != "union":
             spec["mask_mode"] = self.mask_mode
+        if self.margin:
+            spec["margin"] = self.margin
         return spec
 
     def describe(self) -> str:
@@ -568,7 +586,8 @@ def region_from_spec(spec, base_dir: str | os.PathLike | None = None) -> Region:
             f"valid kinds: {', '.join(REGION_KINDS)}, e.g. {_EXAMPLES}")
     if unknown:
         raise RegionError(f"unexpected key(s) {unknown!r} in region {dict(spec)!r}; a region has one kind "
-                          f"key ({', '.join(REGION_KINDS)}) and, for semantic regions, 'segmenter' and 'mask_mode'")
+                          f"key ({', '.join(REGION_KINDS)}) and, for semantic regions, 'segmenter', 'mask_mode' and "
+                          f"'margin'")
     if len(kinds) != 1:
         found = f"several region kinds {kinds!r}" if kinds else "no region kind"
         raise RegionError(f"{found} in region {dict(spec)!r}; give exactly one of "
@@ -591,7 +610,7 @@ def region_from_spec(spec, base_dir: str | os.PathLike | None = None) -> Region:
 
         return Box3DRegion(*_numbers(value, 6, "box3d", BOX3D_FIELDS))
     return SemanticRegion(value, segmenter=spec.get("segmenter"), mask_mode=spec.get("mask_mode", "union"),
-                          base_dir=base_dir)
+                          base_dir=base_dir, margin=spec.get("margin", 0.0))
 
 
 def parse_region_shorthand(text: str, base_dir: str | os.PathLike | None = None) -> Region:

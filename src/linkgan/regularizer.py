@@ -4,6 +4,7 @@ For a link i with region mask M_i (1 inside) and x = G(w):
 
   x1 = G(w + alpha * p_i)        p_i   ~ N(0, I) on the link's axes, 0 elsewhere
   x2 = G(w + alpha * p_i^c)      p_i^c ~ N(0, I) on the complement axes, 0 on the link's
+  (or, with ``perturb='swap'``, p = w' - w for another sample's w': see axis_deltas)
   L_in_i  = masked_mse(x2, x, M_i)        the region must hold still when the rest of w moves
   L_out_i = masked_mse(x1, x, 1 - M_i)    the outside must hold still when the link's axes move
   L_reg   = sum_i lambda_in * L_in_i + lambda_out * L_out_i
@@ -25,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .networks import Generator
 from .partition import LatentPartition
@@ -46,53 +48,101 @@ def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Te
     return sq.sum(dim=[1, 2, 3]) / area.clamp(min=1.0)
 
 
-def perturbation_deltas(partition: LatentPartition, name: str, n: int, w_dim: int, alpha: float,
-                        generator: torch.Generator | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """alpha * p restricted to the link's axes, and alpha * p^c restricted to its complement: (n, w_dim) each."""
-    axes = partition.axes_mask(name, device=device).to(torch.float32)
-    p = torch.randn(n, w_dim, generator=generator).to(device)
-    pc = torch.randn(n, w_dim, generator=generator).to(device)
-    return alpha * p * axes, alpha * pc * (1.0 - axes)
+PERTURB_MODES = ("gaussian", "swap")
+
+
+def axis_deltas(ws: torch.Tensor, axes: torch.Tensor, alpha: float, perturb: str = "gaussian",
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """How each sample's w moves on ``axes``: (N, w_dim), to add to every layer of ``ws``.
+
+    ws: (N, num_ws, w_dim) unmixed latents (every layer the same); axes: (w_dim,) or (N, w_dim),
+    1 on the axes to move. perturb='gaussian' (the paper's) moves them by alpha * N(0, I).
+    perturb='swap' moves them alpha of the way to the next sample's w in the batch (sample i
+    takes from sample i - 1), so that at alpha 1 they are resampled from the model's own W
+    distribution, the edit that `linkgan edit` makes and mse1k measures. A batch of one has
+    no other sample to take from: its swap moves nothing.
+    """
+    if perturb == "gaussian":
+        step = torch.randn(ws.shape[0], ws.shape[2], generator=generator).to(ws.device)
+    elif perturb == "swap":
+        step = (ws.roll(1, dims=0) - ws)[:, 0]
+    else:
+        raise ValueError(f"link perturbation must be one of {PERTURB_MODES}, not {perturb!r}")
+    return alpha * step * axes.to(ws.dtype)
+
+
+def perturbation_deltas(partition: LatentPartition, name: str, ws: torch.Tensor, alpha: float,
+                        generator: torch.Generator | None = None,
+                        perturb: str = "gaussian") -> tuple[torch.Tensor, torch.Tensor]:
+    """The move of the link's axes and the move of its complement (axis_deltas): (N, w_dim) each."""
+    axes = partition.axes_mask(name, device=ws.device).to(ws.dtype)
+    return (axis_deltas(ws, axes, alpha, perturb, generator),
+            axis_deltas(ws, 1.0 - axes, alpha, perturb, generator))
 
 
 LOSS_FORMS = ("absolute", "relative")
+
+
+def share_of_change(term: torch.Tensor, rest: torch.Tensor, form: str) -> torch.Tensor:
+    """One LinkGAN term in the loss form ``form``, given the same edit's change elsewhere.
+
+    term: the change where it should not be (per sample); rest: the edit's change everywhere
+    else. 'absolute' returns ``term``, 'relative' the share term / (term + rest).
+    """
+    if form == "absolute":
+        return term
+    return term / (term + rest + 1e-8)
+
+
 SAMPLE_MODES = ("split", "all", "factorized")
 
 
+def _grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """A {0,1} mask (N, H, W) dilated by ``pixels`` (a square neighbourhood)."""
+    return F.max_pool2d(mask[:, None], 2 * pixels + 1, stride=1, padding=pixels)[:, 0]
+
+
 def _edit_terms(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, mask_in: torch.Tensor,
-                mask_out: torch.Tensor, form: str) -> tuple[torch.Tensor, torch.Tensor]:
+                mask_out: torch.Tensor, margin: int, form: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample L_in (x2 vs x inside ``mask_in``) and L_out (x1 vs x outside ``mask_out``).
 
-    The two masks differ only for semantic regions in ``union`` mode, where each is the
-    region of x united with the region of its edited image.
+    The two masks differ only for semantic regions in ``union`` or ``shared`` mode, where each
+    is built from the region of x and the region of its edited image. margin > 0 (pixels, per
+    mask, (N, H, W) masks only) leaves a band along the border out of both terms: for L_out the
+    band just outside ``mask_out``, for L_in the band just inside ``mask_in``.
     """
-    inside, outside = masked_mse(x2, x, mask_in), masked_mse(x1, x, 1.0 - mask_out)
-    if form == "relative":
-        eps = 1e-8
-        inside = inside / (inside + masked_mse(x2, x, 1.0 - mask_in) + eps)
-        outside = outside / (outside + masked_mse(x1, x, mask_out) + eps)
-    return inside, outside
+    out_zone, in_zone = 1.0 - mask_out, mask_in
+    if margin > 0:
+        out_zone = 1.0 - _grow(mask_out, margin)
+        in_zone = 1.0 - _grow(1.0 - mask_in, margin)
+    inside, outside = masked_mse(x2, x, in_zone), masked_mse(x1, x, out_zone)
+    if form == "absolute":
+        return inside, outside
+    return (share_of_change(inside, masked_mse(x2, x, 1.0 - mask_in), form),
+            share_of_change(outside, masked_mse(x1, x, mask_out), form))
 
 
 def _region_masks(partition: LatentPartition, masks: dict[str, torch.Tensor], name: str, x: torch.Tensor,
-                  x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mask_in, mask_out) of link ``name``: its fixed mask, or per-sample segmenter masks."""
+                  x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(mask_in, mask_out, margin in pixels) of link ``name``: its fixed mask, or per-sample segmenter masks."""
     if name in masks:
-        return masks[name], masks[name]
+        return masks[name], masks[name], 0
     region = partition[name].region
+    margin = region.margin_pixels(x.shape[-1])
     with torch.no_grad():  # one segmenter call for x, x1 and x2
         m, m1, m2 = region.masks_for(torch.cat([x, x1, x2])).to(x.dtype).split(x.shape[0])
     if region.mask_mode == "source":
-        return m, m
+        return m, m, margin
     # The link's edit x1: the union with x1's region. The complement's edit x2: the union too,
     # or, in 'shared' mode, the pixels that are the region in both x and x2.
     mask_in = torch.minimum(m, m2) if region.mask_mode == "shared" else torch.maximum(m, m2)
-    return mask_in, torch.maximum(m, m1)
+    return mask_in, torch.maximum(m, m1), margin
 
 
 def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks: dict[str, torch.Tensor],
               alpha: float, generator: torch.Generator | None = None,
-              form: str = "relative", samples: str = "all", render=None) -> dict[str, torch.Tensor]:
+              form: str = "relative", samples: str = "all", render=None,
+              perturb: str = "gaussian") -> dict[str, torch.Tensor]:
     """Computes the LinkGAN terms for a batch.
 
     render: callable(ws (k*N, num_ws, w_dim), k) -> images (k*N, 3, H, W) that renders k
@@ -123,12 +173,19 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     it, in which case use 'all'). What it gives up is the joint move of several groups at once
     that 'all' renders. With one link it equals 'all' (the complement is the free axes).
 
+    perturb: how the edits move w (axis_deltas): 'gaussian' (alpha * N(0, I), the paper's) or
+    'swap' (toward another sample's w in the batch).
+
     form='absolute' is the paper's loss: the masked mean squared changes themselves.
     form='relative' divides each by the whole change of the same edit: L_out becomes the
     share of the link's edit that lands outside the region, out / (out + in), and L_in the
     share of the complement's edit that lands inside. It is scale free, so G cannot lower
     it by becoming insensitive to w (which the absolute form rewards early in fine-tuning),
-    and it falls exactly when the locality ratio mse_out / mse_in falls.
+    and it falls exactly when the locality ratio mse_out / mse_in falls. G can also lower it
+    by making its edits change more inside the region (for L_in: more outside it); holding
+    the denominator out of the gradient to forbid that made the scenes model collapse within
+    2 kimg, since a sample whose edit barely changes anything then gets an unbounded
+    gradient (docs/results/semantic.md).
     """
     if form not in LOSS_FORMS:
         raise ValueError(f"link loss form must be one of {LOSS_FORMS}, not {form!r}")
@@ -143,7 +200,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     if samples == "all":
         batches = [ws]
         for name in names:
-            d_in, d_out = perturbation_deltas(partition, name, n, w_dim, alpha, generator, ws.device)
+            d_in, d_out = perturbation_deltas(partition, name, ws, alpha, generator, perturb)
             batches.append(ws + d_in[:, None, :])   # x1: the link's axes moved
             batches.append(ws + d_out[:, None, :])  # x2: the complement moved
         images = render(torch.cat(batches), len(batches))
@@ -159,12 +216,10 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
         for name in names:
             axes = partition.axes_mask(name, device=ws.device)
             taken |= axes
-            p = torch.randn(n, w_dim, generator=generator).to(ws.device)
-            batches.append(ws + (alpha * p * axes.to(ws.dtype))[:, None, :])  # x1: the link's axes moved
+            batches.append(ws + axis_deltas(ws, axes, alpha, perturb, generator)[:, None, :])  # x1: the link's axes
         has_free = not bool(taken.all())
         if has_free:
-            pf = torch.randn(n, w_dim, generator=generator).to(ws.device)
-            batches.append(ws + (alpha * pf * (~taken).to(ws.dtype))[:, None, :])  # x_f: the free axes moved
+            batches.append(ws + axis_deltas(ws, ~taken, alpha, perturb, generator)[:, None, :])  # x_f: the free axes
         images = render(torch.cat(batches), len(batches))
         chunks = images.split(n)
         x = chunks[0]
@@ -178,10 +233,8 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
         owner = (torch.arange(n) + first) % len(names)  # sample s trains link owner[s]
         axes = torch.stack([partition.axes_mask(name, device=ws.device) for name in names]).to(ws.dtype)
         own = axes[owner.to(ws.device)]  # (N, w_dim): each sample's link axes
-        p = torch.randn(n, w_dim, generator=generator).to(ws.device)
-        pc = torch.randn(n, w_dim, generator=generator).to(ws.device)
-        ws1 = ws + (alpha * p * own)[:, None, :]
-        ws2 = ws + (alpha * pc * (1.0 - own))[:, None, :]
+        ws1 = ws + axis_deltas(ws, own, alpha, perturb, generator)[:, None, :]
+        ws2 = ws + axis_deltas(ws, 1.0 - own, alpha, perturb, generator)[:, None, :]
         images = render(torch.cat([ws, ws1, ws2]), 3)
         x, x1, x2 = images.split(n)
         for k, name in enumerate(names):
@@ -213,11 +266,12 @@ class LinkSettings:
     fakes: float
     form: str
     samples: str
+    perturb: str = "gaussian"
 
     @classmethod
     def build(cls, partition: LatentPartition, resolution: int, device, alpha: float, lambda_in: float,
               lambda_out: float, batch: int, fakes: float, form: str = "relative",
-              samples: str = "all") -> "LinkSettings":
+              samples: str = "all", perturb: str = "gaussian") -> "LinkSettings":
         masks = {}
         for link in partition:
             if link.region.is_fixed:
@@ -229,14 +283,14 @@ class LinkSettings:
                     link.region.model()  # load now: a missing file or unknown class fails before training
                 except ValueError as err:
                     raise type(err)(f"link '{link.name}': {err}") from None
-        return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form, samples)
+        return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form, samples, perturb)
 
     def loss(self, G: Generator, ws: torch.Tensor, render=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted regularizer sum_i lambda_in L_in_i + lambda_out L_out_i, and its terms.
 
         render: see link_loss (a 3D generator's renderer from fixed cameras)."""
         terms = link_loss(G, ws, self.partition, self.masks, self.alpha, form=self.form, samples=self.samples,
-                          render=render)
+                          render=render, perturb=self.perturb)
         total = sum(self.lambda_in * terms[f"in/{n}"] + self.lambda_out * terms[f"out/{n}"]
                     for n in self.partition.names if f"in/{n}" in terms)
         return total, terms
@@ -244,9 +298,10 @@ class LinkSettings:
     def perturb_some(self, ws: torch.Tensor) -> torch.Tensor:
         """Replaces the first ``fakes`` fraction of a batch by perturbed latents.
 
-        Each chosen sample gets alpha * N(0, I) on one random link's axes or on its
-        complement, the same perturbations the regularizer renders, so that D learns to
-        reject unrealistic perturbed images and G is pushed to keep them realistic.
+        Each chosen sample's w moves (as the regularizer's edits do, per ``perturb``) on one
+        random link's axes or on its complement, so that D learns to reject unrealistic
+        perturbed images and G is pushed to keep them realistic. A swap takes the axes from
+        the next sample's w layer by layer, so style mixing is kept.
         """
         k = int(round(ws.shape[0] * self.fakes))
         if k == 0 or len(self.partition) == 0:
@@ -254,7 +309,10 @@ class LinkSettings:
         axes = torch.stack([self.partition.axes_mask(n, device=ws.device) for n in self.partition.names])
         groups = torch.cat([axes, ~axes]).to(ws.dtype)  # (2K, w_dim): each link's axes, then complements
         choice = torch.randint(0, groups.shape[0], (k,)).to(ws.device)
-        delta = self.alpha * torch.randn(k, ws.shape[2]).to(ws.device) * groups[choice]
+        if self.perturb == "swap":
+            delta = self.alpha * (ws.roll(1, dims=0)[:k] - ws[:k]) * groups[choice][:, None, :]
+        else:
+            delta = (self.alpha * torch.randn(k, ws.shape[2]).to(ws.device) * groups[choice])[:, None, :]
         ws = ws.clone()
-        ws[:k] = ws[:k] + delta[:, None, :]
+        ws[:k] = ws[:k] + delta
         return ws

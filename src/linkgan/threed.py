@@ -43,7 +43,7 @@ from .networks import (
     z_from_seeds,
 )
 from .partition import LatentPartition
-from .regularizer import masked_mse, perturbation_deltas
+from .regularizer import masked_mse, perturbation_deltas, share_of_change
 from .render3d import camera_labels, intrinsics, look_at
 
 DEFAULT_YAWS = (-30.0, 0.0, 30.0)  # degrees: the views of edit grids and metrics
@@ -122,25 +122,25 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def volume_link_loss(field, ws: torch.Tensor, partition: LatentPartition, names, alpha: float,
                      points: int = VOLUME_POINTS, half_extent: float = 0.5, form: str = "relative",
-                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                     generator: torch.Generator | None = None, perturb: str = "gaussian") -> dict[str, torch.Tensor]:
     """LinkGAN terms of 3D-box links, on the generator's field at random 3D points.
 
     field: callable(ws (k*N, L, D), points (k*N, M, 3), k) -> values (k*N, M, C), for k chunks
     of the same N samples (shared noise). For each link i: x1 moves the link's axes by
-    alpha * N(0, I), x2 the complement's. Points: ``points`` uniform in the cube
+    alpha * N(0, I) (or toward another sample's w: ``perturb``), x2 the complement's. Points: ``points`` uniform in the cube
     [-half_extent, half_extent]^3 plus ``points`` uniform in each link's box, the same for
     x, x1 and x2. L_out_i = mean squared change of x1 at the points outside box i;
     L_in_i = that of x2 at the points inside it (means over points and channels).
     form 'relative' divides each by the whole change of the same edit, as link_loss does.
     Returns {in/<name>, out/<name>} scalars.
     """
-    n, w_dim = ws.shape[0], ws.shape[2]
+    n = ws.shape[0]
     boxes = [partition[name].region for name in names]
     cube = (torch.rand(n, points, 3, generator=generator) * 2 - 1) * half_extent
     pts = torch.cat([cube] + [box.sample_inside(n, points, generator) for box in boxes], dim=1).to(ws.device)
     batches = [ws]
     for name in names:
-        d_in, d_out = perturbation_deltas(partition, name, n, w_dim, alpha, generator, ws.device)
+        d_in, d_out = perturbation_deltas(partition, name, ws, alpha, generator, perturb)
         batches += [ws + d_in[:, None, :], ws + d_out[:, None, :]]
     k = len(batches)
     values = field(torch.cat(batches), pts.repeat(k, 1, 1), k)
@@ -152,29 +152,28 @@ def volume_link_loss(field, ws: torch.Tensor, partition: LatentPartition, names,
         change1 = (chunks[1 + 2 * j] - v).square().mean(-1)  # (N, M): the link's axes moved
         change2 = (chunks[2 + 2 * j] - v).square().mean(-1)  # the complement moved
         l_out, l_in = _masked_mean(change1, 1 - inside), _masked_mean(change2, inside)
-        if form == "relative":
-            eps = 1e-8
-            l_out = l_out / (l_out + _masked_mean(change1, inside) + eps)
-            l_in = l_in / (l_in + _masked_mean(change2, 1 - inside) + eps)
+        if form != "absolute":
+            l_out = share_of_change(l_out, _masked_mean(change1, inside), form)
+            l_in = share_of_change(l_in, _masked_mean(change2, 1 - inside), form)
         out[f"in/{name}"], out[f"out/{name}"] = l_in.mean(), l_out.mean()
     return out
 
 
 def footprint_terms(G: TriplaneGenerator, ws: torch.Tensor, c: torch.Tensor, partition: LatentPartition, names,
                     alpha: float, form: str = "relative", dilate: int = 2,
-                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                    generator: torch.Generator | None = None, perturb: str = "gaussian") -> dict[str, torch.Tensor]:
     """Image-space L_out of 3D-box links: {out_image/<name>} scalars.
 
-    x and, per link, x1 (its axes moved by alpha * N(0, I)) are rendered from the cameras c
+    x and, per link, x1 (its axes moved as ``perturb`` says) are rendered from the cameras c
     (N, 25) with shared noise and ray samples. A pixel whose ray misses box i cannot see any
     point of it, so with a field linked to the box it must not change: L = masked MSE of
     x1 - x outside the box's footprint, dilated by ``dilate`` pixels for the reach of the
     super-resolution convolutions ('relative': divided by the whole change, as link_loss).
     """
-    n, w_dim = ws.shape[0], ws.shape[2]
+    n = ws.shape[0]
     batches = [ws]
     for name in names:
-        d_in, _ = perturbation_deltas(partition, name, n, w_dim, alpha, generator, ws.device)
+        d_in, _ = perturbation_deltas(partition, name, ws, alpha, generator, perturb)
         batches.append(ws + d_in[:, None, :])
     k = len(batches)
     images = G.synthesis(torch.cat(batches), c.repeat(k, 1), noise_mode="random", noise_repeats=k,
@@ -186,8 +185,8 @@ def footprint_terms(G: TriplaneGenerator, ws: torch.Tensor, c: torch.Tensor, par
         if dilate > 0:
             m = F.max_pool2d(m, 2 * dilate + 1, stride=1, padding=dilate)
         outside = masked_mse(chunks[1 + j], x, 1 - m)
-        if form == "relative":
-            outside = outside / (outside + masked_mse(chunks[1 + j], x, m) + 1e-8)
+        if form != "absolute":
+            outside = share_of_change(outside, masked_mse(chunks[1 + j], x, m), form)
         out[f"out_image/{name}"] = outside.mean()
     return out
 
@@ -260,13 +259,14 @@ class TriplaneLoss(StyleGAN2Loss):
             total, terms = total + loss, dict(image_terms)
         if self.volume_links:
             vterms = volume_link_loss(triplane_field(self.G), ws, self.link.partition, self.volume_links,
-                                      self.link.alpha, half_extent=self.G.config.box_size / 2, form=self.link.form)
+                                      self.link.alpha, half_extent=self.G.config.box_size / 2, form=self.link.form,
+                                      perturb=self.link.perturb)
             total = total + sum(self.link.lambda_in * vterms[f"in/{n}"] + self.link.lambda_out * vterms[f"out/{n}"]
                                 for n in self.volume_links)
             terms.update(vterms)
             if self.box_image_term:
                 fterms = footprint_terms(self.G, ws, c, self.link.partition, self.volume_links, self.link.alpha,
-                                         self.link.form)
+                                         self.link.form, perturb=self.link.perturb)
                 total = total + sum(self.link.lambda_out * v for v in fterms.values())
                 terms.update(fterms)
         return total, terms

@@ -199,7 +199,7 @@ class Trainer:
         if len(self.partition):
             self.link = LinkSettings.build(
                 self.partition, m.resolution, self.device, t.link_alpha, t.link_lambda_in, t.link_lambda_out,
-                link_batch // world, t.link_fakes, t.link_loss, t.link_samples)
+                link_batch // world, t.link_fakes, t.link_loss, t.link_samples, t.link_perturb)
         self.metric_names = self._check_metrics(t.metrics)
         # The heuristic follows the global batch, so that a job computes the same gamma on any number of processes.
         self.r1_gamma = t.r1_gamma if t.r1_gamma is not None else auto_r1_gamma(m.resolution, t.batch)
@@ -255,20 +255,36 @@ class Trainer:
         phases = []
         for name, net, lr in (("G", self.G, t.lr_g), ("D", self.D, t.lr_d)):
             regs = [(phase, k, start) for phase, k, start in lazy[name] if k > 0]
+            own = [r for r in regs if r[0] == "Glink" and t.link_optimizer == "separate"]
+            shared = [r for r in regs if r not in own]
             # Lazy regularization takes extra optimizer steps; StyleGAN2 shrinks lr and
             # momentum by k/(k+1) so the overall step size matches a non-lazy run. With
-            # several lazy phases on one network the extra steps add up: 1 / (1 + sum 1/k).
-            ratio = 1.0 / (1.0 + sum(1.0 / k for _, k, _ in regs))
+            # several lazy phases on one optimizer the extra steps add up: 1 / (1 + sum 1/k).
+            ratio = 1.0 / (1.0 + sum(1.0 / k for _, k, _ in shared))
             opt = torch.optim.Adam(net.parameters(), lr=lr * ratio, betas=(t.beta1 ** ratio, t.beta2 ** ratio),
                                    eps=1e-8)
             phases.append(Phase(f"{name}main", net, opt, 1))
-            phases.extend(Phase(phase, net, opt, k, start) for phase, k, start in regs)
+            phases.extend(Phase(phase, net, opt, k, start) for phase, k, start in shared)
+            for phase, k, start in own:  # its own Adam moments: see TrainConfig.link_optimizer
+                # lr is set before each step (link_lr(), which follows the ramp)
+                link_opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(t.beta1, t.beta2), eps=1e-8)
+                phases.append(Phase(phase, net, link_opt, k, start))
         # Order of a step: G first, then D, as in StyleGAN2-ADA.
         return sorted(phases, key=lambda p: PHASE_ORDER.index(p.name))
 
+    def link_lr(self) -> float:
+        """The separate Glink optimizer's learning rate now: link_lr (or lr_g) times the ramp's factor
+        (Adam ignores the scale of a loss, so with its own moments the ramp scales the step instead)."""
+        t = self.config.train
+        return (t.link_lr if t.link_lr is not None else t.lr_g) * self.link_weight()
+
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {p.name[0]: p.opt for p in self.phases}
+        """The optimizers with state to checkpoint: G's and D's, and the Glink phase's own Adam
+        under ``link_optimizer: separate``."""
+        opts = {p.name[0]: p.opt for p in self.phases if p.name.endswith("main")}
+        opts.update({p.name: p.opt for p in self.phases if all(p.opt is not o for o in opts.values())})
+        return opts
 
     def _restore(self, ckpt: Checkpoint) -> None:
         for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
@@ -374,6 +390,9 @@ class Trainer:
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
             gain = phase.interval * (self.link_weight() if phase.name == "Glink" else 1.0)
+            if phase.name == "Glink" and t.link_optimizer == "separate":
+                for group in phase.opt.param_groups:
+                    group["lr"] = self.link_lr()
             self.loss.accumulate(phase.name, real, z, gain=gain, stats=stats, step=self.step,
                                  scaler=self.scaler if phase.name.endswith("main") else None, **cams)
             average_gradients(phase.module.parameters(), self.dist)
