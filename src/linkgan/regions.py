@@ -499,7 +499,7 @@ class SemanticRegion(Region):
 
     def margin_pixels(self, res: int) -> int:
         """The border band of ``margin`` in pixels at resolution ``res``."""
-        return int(round(self.margin * res))
+        return round(self.margin * res)
 
     def mask(self, res: int, device=None) -> torch.Tensor:
         raise RegionError(
