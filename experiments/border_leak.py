@@ -17,11 +17,11 @@ import argparse
 import json
 
 import torch
-import torch.nn.functional as F
 
 from linkgan.checkpoint import load_checkpoint
 from linkgan.partition import LatentPartition
 from linkgan.pipeline import LinkGANPipeline
+from linkgan.regularizer import grow_mask
 
 
 def border_leak(run: str, link: str, specs: list[dict], n: int = 300, batch: int = 50, seed: int = 123) -> dict:
@@ -40,8 +40,7 @@ def border_leak(run: str, link: str, specs: list[dict], n: int = 300, batch: int
             x, x1 = ((imgs + 1) / 2).split(batch)
             m = region.edit_masks(x * 2 - 1, x1 * 2 - 1).float()[:, None]
             d = (x1 - x).square().mean(1, keepdim=True)
-            grow1 = F.max_pool2d(m, 3, stride=1, padding=1)
-            grow2 = F.max_pool2d(m, 5, stride=1, padding=2)
+            grow1, grow2 = grow_mask(m, 1), grow_mask(m, 2)
             zones = {"band1": grow1 - m, "band2": grow2 - grow1, "far": 1 - grow2, "inside": m}
             for k, z in zones.items():
                 change[k] += float((d * z).sum())

@@ -24,6 +24,13 @@ def _partition(**kw):
     return LatentPartition.from_specs([{"name": "box", "region": {"box": BOX}, "axes": 8}], W, RES, **kw)
 
 
+def _two_boxes():
+    """Links 'a' (top-left quarter) and 'b' (bottom-right quarter), 8 axes each, and their masks."""
+    p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
+                                    {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
+    return p, {n: p.region_mask(n, RES).float() for n in p.names}
+
+
 class SeparableG(nn.Module):
     """A hand-built generator: pixels inside the box depend only on w[0:8] (the link's axes),
     pixels outside only on w[8:32]; ``entangled=True`` leaks every axis everywhere."""
@@ -86,9 +93,7 @@ def test_regularizer_renders_every_image_in_one_batched_call_with_shared_noise(s
     calls = []
     original = G.synthesis.forward
     G.synthesis.forward = lambda ws, **kw: calls.append(ws.shape[0]) or original(ws, **kw)
-    p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
-                                    {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
-    masks = {n: p.region_mask(n, RES).float() for n in p.names}
+    p, masks = _two_boxes()
     out = link_loss(G, G.mapping(torch.randn(3, W)), p, masks, alpha=0.0, samples=samples)
     assert calls == [3 * images_per_sample]
     assert {k for k in out if "/" in k} == {"in/a", "out/a", "in/b", "out/b"}, "3 samples reach both links"
@@ -112,9 +117,7 @@ class LatentRecorder(torch.nn.Module):
 
 
 def test_split_mode_moves_each_sample_only_along_its_own_links_axes():
-    p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
-                                    {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
-    masks = {n: p.region_mask(n, RES).float() for n in p.names}
+    p, masks = _two_boxes()
     n = 6
     rec = LatentRecorder()
     link_loss(rec, torch.randn(n, 2, W), p, masks, alpha=1.0, generator=torch.Generator().manual_seed(0),
@@ -135,9 +138,7 @@ def test_split_mode_moves_each_sample_only_along_its_own_links_axes():
 
 
 def test_factorized_mode_moves_each_links_axes_then_only_the_free_axes():
-    p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
-                                    {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
-    masks = {n: p.region_mask(n, RES).float() for n in p.names}
+    p, masks = _two_boxes()
     n = 3
     rec = LatentRecorder()
     link_loss(rec, torch.randn(n, 2, W), p, masks, alpha=1.0, samples="factorized")
@@ -168,9 +169,7 @@ def test_factorized_mode_moves_each_links_axes_then_only_the_free_axes():
 
 @pytest.mark.parametrize("samples", ["all", "split", "factorized"])
 def test_swap_edits_take_the_moved_axes_from_another_sample_of_the_batch(samples):
-    p = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
-                                    {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}], W, RES)
-    masks = {n: p.region_mask(n, RES).float() for n in p.names}
+    p, masks = _two_boxes()
     n = 4
     ws = torch.randn(n, 1, W).repeat(1, 2, 1)
     donor = ws.roll(1, dims=0)

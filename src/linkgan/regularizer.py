@@ -83,23 +83,21 @@ def perturbation_deltas(partition: LatentPartition, name: str, ws: torch.Tensor,
 LOSS_FORMS = ("absolute", "relative")
 
 
-def share_of_change(term: torch.Tensor, rest: torch.Tensor, form: str) -> torch.Tensor:
-    """One LinkGAN term in the loss form ``form``, given the same edit's change elsewhere.
+def share_of_change(term: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+    """A LinkGAN term in the 'relative' form: the share term / (term + rest) of an edit's change.
 
-    term: the change where it should not be (per sample); rest: the edit's change everywhere
-    else. 'absolute' returns ``term``, 'relative' the share term / (term + rest).
+    term: the change where it should not be (per sample); rest: the same edit's change
+    everywhere else.
     """
-    if form == "absolute":
-        return term
     return term / (term + rest + 1e-8)
 
 
 SAMPLE_MODES = ("split", "all", "factorized")
 
 
-def _grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    """A {0,1} mask (N, H, W) dilated by ``pixels`` (a square neighbourhood)."""
-    return F.max_pool2d(mask[:, None], 2 * pixels + 1, stride=1, padding=pixels)[:, 0]
+def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """A {0,1} mask (N, H, W) or (N, 1, H, W) dilated by ``pixels`` (a square neighbourhood)."""
+    return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
 
 
 def _edit_terms(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, mask_in: torch.Tensor,
@@ -113,13 +111,13 @@ def _edit_terms(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, mask_in: to
     """
     out_zone, in_zone = 1.0 - mask_out, mask_in
     if margin > 0:
-        out_zone = 1.0 - _grow(mask_out, margin)
-        in_zone = 1.0 - _grow(1.0 - mask_in, margin)
+        out_zone = 1.0 - grow_mask(mask_out, margin)
+        in_zone = 1.0 - grow_mask(1.0 - mask_in, margin)
     inside, outside = masked_mse(x2, x, in_zone), masked_mse(x1, x, out_zone)
     if form == "absolute":
         return inside, outside
-    return (share_of_change(inside, masked_mse(x2, x, 1.0 - mask_in), form),
-            share_of_change(outside, masked_mse(x1, x, mask_out), form))
+    return (share_of_change(inside, masked_mse(x2, x, 1.0 - mask_in)),
+            share_of_change(outside, masked_mse(x1, x, mask_out)))
 
 
 def _region_masks(partition: LatentPartition, masks: dict[str, torch.Tensor], name: str, x: torch.Tensor,

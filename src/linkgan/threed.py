@@ -43,7 +43,7 @@ from .networks import (
     z_from_seeds,
 )
 from .partition import LatentPartition
-from .regularizer import masked_mse, perturbation_deltas, share_of_change
+from .regularizer import grow_mask, masked_mse, perturbation_deltas, share_of_change
 from .render3d import camera_labels, intrinsics, look_at
 
 DEFAULT_YAWS = (-30.0, 0.0, 30.0)  # degrees: the views of edit grids and metrics
@@ -153,8 +153,8 @@ def volume_link_loss(field, ws: torch.Tensor, partition: LatentPartition, names,
         change2 = (chunks[2 + 2 * j] - v).square().mean(-1)  # the complement moved
         l_out, l_in = _masked_mean(change1, 1 - inside), _masked_mean(change2, inside)
         if form != "absolute":
-            l_out = share_of_change(l_out, _masked_mean(change1, inside), form)
-            l_in = share_of_change(l_in, _masked_mean(change2, 1 - inside), form)
+            l_out = share_of_change(l_out, _masked_mean(change1, inside))
+            l_in = share_of_change(l_in, _masked_mean(change2, 1 - inside))
         out[f"in/{name}"], out[f"out/{name}"] = l_in.mean(), l_out.mean()
     return out
 
@@ -183,10 +183,10 @@ def footprint_terms(G: TriplaneGenerator, ws: torch.Tensor, c: torch.Tensor, par
     for j, name in enumerate(names):
         m = partition[name].region.ray_masks(c, x.shape[-1]).to(x.dtype)[:, None]
         if dilate > 0:
-            m = F.max_pool2d(m, 2 * dilate + 1, stride=1, padding=dilate)
+            m = grow_mask(m, dilate)
         outside = masked_mse(chunks[1 + j], x, 1 - m)
         if form != "absolute":
-            outside = share_of_change(outside, masked_mse(chunks[1 + j], x, m), form)
+            outside = share_of_change(outside, masked_mse(chunks[1 + j], x, m))
         out[f"out_image/{name}"] = outside.mean()
     return out
 
