@@ -47,7 +47,7 @@ def finetune(base: str, data: str, out: Path, links: list[dict], kimg: float, ov
     t = TrainConfig(data=data, out=str(out), init=base, kimg=kimg, snapshot_kimg=5.0, tick_kimg=1.0, keep_ckpts=4,
                     workers=1)
     for k, v in overrides.items():
-        setattr(t, k, type(getattr(t, k))(v) if getattr(t, k) is not None else v)
+        setattr(t, k, v if v is None or getattr(t, k) is None else type(getattr(t, k))(v))
     return run(RunConfig(model=model, train=t, links=links), out)
 
 

@@ -30,13 +30,39 @@ from linkgan.segment import evaluate_segmenter, load_segmenter, train_segmenter
 
 
 def semantic_link(name: str, classes: list[str], segmenter: Path, axes: int = 64, mask_mode: str = "union",
-                  margin: float = 0.0) -> dict:
+                  margin: float = 0.0, weight: float = 1.0) -> dict:
     region = {"semantic": classes, "segmenter": str(segmenter.absolute())}
     if mask_mode != "union":
         region["mask_mode"] = mask_mode
     if margin:
         region["margin"] = margin
-    return {"name": name, "region": region, "axes": axes}
+    link = {"name": name, "region": region, "axes": axes}
+    if weight != 1.0:
+        link["weight"] = weight
+    return link
+
+
+def scenes_links(options: dict, segmenter: Path) -> list[dict]:
+    """The sky and building links of a scenes arm. ``options``: mask_mode, and optionally margin
+    and weight, each one number or one per link name."""
+    def per_link(key: str, link: str, default: float) -> float:
+        value = options.get(key, default)
+        return value.get(link, default) if isinstance(value, dict) else value
+
+    return [semantic_link(link, [link], segmenter, mask_mode=options["mask_mode"],
+                          margin=per_link("margin", link, 0.0), weight=per_link("weight", link, 1.0))
+            for link in ("sky", "building")]
+
+
+def plain_name(overrides: dict, kimg: float) -> str:
+    """The run name of the vanilla fine-tune an arm is compared with: the same train options
+    other than the link_* ones (``kimg`` is the default length)."""
+    name = "plain"
+    if overrides.get("kimg", kimg) != kimg:
+        name += f"{overrides['kimg']:g}"
+    if "ema_kimg" in overrides:
+        name += f"-ema{overrides['ema_kimg']:g}"
+    return name
 
 
 def segmenter_for(data: str, out: Path) -> tuple[Path, dict]:
@@ -53,9 +79,12 @@ def newest(run: str) -> str:
 
 # Scenes arms: name -> (region options, train option overrides). docs/results/semantic.md says
 # what each did: the defaults collapse the scenes model, the weak shared arm does not. A margin
-# may be one number or one per link; an arm trained for other than --kimg is compared with a
-# vanilla fine-tune of the same length (runs/semantic/scenes-plain<kimg>).
+# or a link weight may be one number or one per link; an arm with other train options than
+# the link_* ones (kimg, EMA) is compared with a vanilla fine-tune with those options
+# (runs/semantic/scenes-<plain_name>).
 SHARED, MID, MID_RAMP = {"mask_mode": "shared"}, {"link_lambda_in": 3.0, "link_lambda_out": 10.0}, {"link_ramp_kimg": 5.0}
+STRONG, MARGIN12 = {"link_lambda_in": 5.0, "link_lambda_out": 15.0}, {"sky": 0.03, "building": 0.06}
+EMA3 = {"ema_kimg": 3.0, "ema_rampup": None}  # G_ema averages the last few kimg, not the last one
 SCENES_ARMS = {
     "union": ({"mask_mode": "union"}, {}),
     "union-lambda_out10": ({"mask_mode": "union"}, {"link_lambda_out": 10.0}),
@@ -69,8 +98,10 @@ SCENES_ARMS = {
     "shared-mid-ramp-margin2-30": ({**SHARED, "margin": 0.06}, {**MID, **MID_RAMP, "kimg": 30.0}),
     "shared-mid-ramp-margin12": ({**SHARED, "margin": {"sky": 0.03, "building": 0.06}}, {**MID, **MID_RAMP}),
     "shared-mid-ramp-margin02": ({**SHARED, "margin": {"sky": 0.0, "building": 0.06}}, {**MID, **MID_RAMP}),
-    "shared-mid-ramp-margin12-5": ({**SHARED, "margin": {"sky": 0.03, "building": 0.06}},
-                                   {"link_lambda_in": 5.0, "link_lambda_out": 15.0, **MID_RAMP}),
+    "shared-mid-ramp-margin12-5": ({**SHARED, "margin": MARGIN12}, {**STRONG, **MID_RAMP}),
+    "shared-mid-ramp-margin12-5-ema3": ({**SHARED, "margin": MARGIN12}, {**STRONG, **MID_RAMP, **EMA3}),
+    "shared-mid-ramp-margin12-5-bw15": ({**SHARED, "margin": MARGIN12, "weight": {"building": 1.5}},
+                                        {**STRONG, **MID_RAMP}),
 }
 # Arms whose sky and building edit grids docs/results/semantic.md shows besides --figures-arm's.
 EXTRA_FIGURES = {"shared-mid-ramp-margin2": "margin2"}
@@ -152,22 +183,21 @@ def main():
     baselines = {}
     for name in [a for a in args.scenes_arms.split(",") if a]:
         region, overrides = SCENES_ARMS[name]
-        mode, margin = region["mask_mode"], region.get("margin", 0.0)
-        links = [semantic_link(link, [link], seg_scenes, mask_mode=mode,
-                               margin=margin[link] if isinstance(margin, dict) else margin)
-                 for link in ("sky", "building")]
+        mode, links = region["mask_mode"], scenes_links(region, seg_scenes)
         kimg = overrides.get("kimg", args.kimg)
         plain, baseline = scenes_plain, baselines.get(mode)
-        if kimg != args.kimg:
-            plain = finetune(scenes_base, args.scenes_data, out / f"scenes-plain{kimg:g}", [], kimg, {})
+        vanilla = plain_name(overrides, args.kimg)
+        if vanilla != "plain":
+            vanilla_overrides = {k: v for k, v in overrides.items() if not k.startswith("link_") and k != "kimg"}
+            plain = finetune(scenes_base, args.scenes_data, out / f"scenes-{vanilla}", [], kimg, vanilla_overrides)
             baseline = None
-            key = f"scenes/plain{kimg:g}"
+            key = f"scenes/{vanilla}"
             if args.fid and (args.remeasure or key not in results.get(args.fid, {})):
                 results.setdefault(args.fid, {})[key] = fid(plain, args.scenes_data, args.fid)
         figures = [("sky", False), ("building", False), ("sky", True)] if name == args.figures_arm else []
         arm(results, f"scenes/{name}", scenes_base, args.scenes_data, out / f"scenes-{name}", links, plain,
             kimg, docs, figures, overrides, baseline, args.fid, args.remeasure)
-        if kimg == args.kimg:
+        if vanilla == "plain":
             baselines[mode] = results["baseline"][f"scenes/{name}"]
         if name in EXTRA_FIGURES:  # both links' edit grids, named for the arm
             for link in ("sky", "building"):

@@ -62,6 +62,18 @@ def test_saved_specs_use_explicit_ranges_and_rebuild_the_same_partition():
     assert LatentPartition.from_specs(specs, 256) != p  # w_dim is part of the partition
 
 
+def test_a_links_weight_is_saved_and_checked():
+    p = LatentPartition.from_specs([{"name": "eyes", "region": EYES, "axes": 64, "weight": 1.5},
+                                    {"name": "mouth", "region": MOUTH, "axes": 64}], 512)
+    assert p["eyes"].weight == 1.5 and p["mouth"].weight == 1.0
+    specs = p.to_specs()
+    assert specs[0]["weight"] == 1.5 and "weight" not in specs[1]
+    assert LatentPartition.from_specs(specs, 512) == p
+    for bad in (0, -1.0, float("nan"), "2", True):
+        with pytest.raises(LinkError, match=r"link 'eyes': weight .* must be a number > 0"):
+            LatentPartition.from_specs([{"name": "eyes", "region": EYES, "axes": 64, "weight": bad}], 512)
+
+
 def test_empty_partition_is_a_vanilla_model():
     p = LatentPartition.from_specs([], 512)
     assert len(p) == 0 and list(p) == [] and p.to_specs() == []

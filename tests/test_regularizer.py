@@ -407,3 +407,21 @@ def test_edit_and_metrics_commands_write_their_outputs(image_folder, tmp_path, c
                  "--no-progress"]) == 0
     result = json.loads((tmp_path / "m.json").read_text())
     assert set(result["mse1k"]["box"]) == {"mse_in", "mse_out", "mse_in_complement", "locality"}
+
+
+def test_a_links_weight_scales_only_its_own_terms():
+    G = Generator(RES, z_dim=W, w_dim=W, mapping_layers=2, channel_base=256, channel_max=32)
+    specs = [{"name": "a", "region": {"box": [0, 0, 0.5, 0.5]}, "axes": 8},
+             {"name": "b", "region": {"box": [0.5, 0.5, 1, 1]}, "axes": 8}]
+    ws = G.mapping(torch.randn(4, W)).detach()
+    totals = {}
+    for weight in (1.0, 3.0):
+        specs[1]["weight"] = weight
+        p = LatentPartition.from_specs(specs, W, RES)
+        settings = LinkSettings.build(p, RES, "cpu", alpha=1.0, lambda_in=2.0, lambda_out=5.0, batch=4, fakes=0.0)
+        torch.manual_seed(0)
+        totals[weight], terms = settings.loss(G, ws)
+    a = 2.0 * terms["in/a"] + 5.0 * terms["out/a"]
+    b = 2.0 * terms["in/b"] + 5.0 * terms["out/b"]
+    assert torch.allclose(totals[3.0], a + 3 * b, rtol=1e-5)
+    assert torch.allclose(totals[1.0], a + b, rtol=1e-5)

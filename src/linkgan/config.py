@@ -124,9 +124,10 @@ class TrainConfig:
     link_interval: int = opt(8, "Lazy LinkGAN regularizer: run the Glink phase every this many steps; its loss is "
                              "scaled by the interval.")
     link_alpha: float = opt(1.0, "Perturbation strength alpha: w axes move by alpha * N(0, I).")
-    link_lambda_in: float = opt(10.0, "Weight lambda_in of L_in (change inside the region when the complement moves).")
+    link_lambda_in: float = opt(10.0, "Weight lambda_in of L_in (change inside the region when the complement moves); "
+                                "a link's 'weight' in the links file multiplies it for that link.")
     link_lambda_out: float = opt(30.0, "Weight lambda_out of L_out (change outside the region when the link's axes "
-                                 "move).")
+                                 "move); a link's 'weight' multiplies it for that link.")
     link_loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
                          "'relative' (each divided by the whole change of the same edit; scale free).",
                          choices=["absolute", "relative"])

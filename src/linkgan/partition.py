@@ -20,6 +20,7 @@ explicit half-open range ``[start, stop]`` / ``"start:stop"``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,11 +60,16 @@ class LinkError(ValueError):
 
 @dataclass(frozen=True)
 class Link:
-    """One region tied to the W channels ``axes = (start, stop)``, half-open."""
+    """One region tied to the W channels ``axes = (start, stop)``, half-open.
+
+    ``weight`` scales this link's regularizer terms (lambda_in and lambda_out) against the
+    training options' values, so that links of different difficulty can be held differently.
+    """
 
     name: str
     region: Region
     axes: tuple[int, int]
+    weight: float = 1.0
 
     def __post_init__(self) -> None:
         # Accept [start, stop] lists (as read from YAML) but store a hashable tuple.
@@ -76,12 +82,23 @@ class Link:
         return self.axes[1] - self.axes[0]
 
     def to_spec(self) -> dict:
-        """``{name, region, axes: [start, stop]}``, the form written to a links file."""
-        return {"name": self.name, "region": self.region.to_spec(), "axes": [self.axes[0], self.axes[1]]}
+        """``{name, region, axes: [start, stop]}`` (and ``weight`` unless 1), the form written to a links file."""
+        spec = {"name": self.name, "region": self.region.to_spec(), "axes": [self.axes[0], self.axes[1]]}
+        if self.weight != 1.0:
+            spec["weight"] = self.weight
+        return spec
 
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _parse_weight(name: str, weight) -> float:
+    """A link's ``weight`` field: a finite number > 0."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+        raise LinkError(f"link '{name}': weight {weight!r} must be a number > 0 (the factor on its lambda_in and "
+                        f"lambda_out; default 1)")
+    return float(weight)
 
 
 def _parse_axes(name: str, axes) -> int | tuple[int, int]:
@@ -153,6 +170,9 @@ class LatentPartition:
                    segmenter: str | None = None) -> LatentPartition:
         """Build a partition from link specs ``{name, region, axes}`` as found in a links file.
 
+        A spec may also give ``weight`` (a positive number, default 1): the factor on this
+        link's lambda_in and lambda_out.
+
         Explicit ranges are placed first; then each link given as a channel count ``n`` takes,
         in declaration order, the lowest free block of ``n`` contiguous channels. With counts
         only, the first link gets ``[0, n)``, as in the paper. ``base_dir`` resolves relative
@@ -163,17 +183,18 @@ class LatentPartition:
         if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Sequence):
             raise LinkError(f"links must be a list of {{name, region, axes}} mappings, got {specs!r}")
         parsed: list[tuple[str, Region, int | tuple[int, int]]] = []
+        weights: dict[str, float] = {}
         for k, spec in enumerate(specs):
             if not isinstance(spec, Mapping):
                 raise LinkError(f"link #{k + 1} must be a mapping {{name, region, axes}}, got {spec!r}")
             name = spec.get("name")
             label = name if isinstance(name, str) and name else f"#{k + 1}"
             missing = [key for key in ("name", "region", "axes") if key not in spec]
-            extra = [key for key in spec if key not in ("name", "region", "axes")]
+            extra = [key for key in spec if key not in ("name", "region", "axes", "weight")]
             if missing or extra:
                 problem = f"is missing {missing!r}" if missing else f"has unknown key(s) {extra!r}"
                 raise LinkError(f"link '{label}' {problem}; a link is {{name: ..., region: {{box: [x0, y0, x1, y1]}}, "
-                                f"axes: 64}}")
+                                f"axes: 64}}, optionally with weight: 1.0")
             cls._check_name(name)
             if any(name == seen for seen, _, _ in parsed):
                 raise LinkError(f"two links are named '{name}'; give each link a unique name")
@@ -184,6 +205,7 @@ class LatentPartition:
             except RegionError as err:
                 raise RegionError(f"link '{name}': {err}") from None
             parsed.append((name, region, _parse_axes(name, spec["axes"])))
+            weights[name] = _parse_weight(name, spec.get("weight", 1.0))
 
         # Validate what can be validated before assigning blocks, so that errors name the
         # user's own numbers rather than the ranges they were turned into.
@@ -211,7 +233,7 @@ class LatentPartition:
                                 f"bigger --w-dim")
             taken.append(block)
             assigned[n] = block
-        links = [Link(n, region, assigned[n]) for n, region, _ in parsed]
+        links = [Link(n, region, assigned[n], weights[n]) for n, region, _ in parsed]
         return cls(links, w_dim, resolution=resolution, allow_overlap=allow_overlap)
 
     # -- validation ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ For a link i with region mask M_i (1 inside) and x = G(w):
   (or, with ``perturb='swap'``, p = w' - w for another sample's w': see axis_deltas)
   L_in_i  = masked_mse(x2, x, M_i)        the region must hold still when the rest of w moves
   L_out_i = masked_mse(x1, x, 1 - M_i)    the outside must hold still when the link's axes move
-  L_reg   = sum_i lambda_in * L_in_i + lambda_out * L_out_i
+  L_reg   = sum_i weight_i * (lambda_in * L_in_i + lambda_out * L_out_i)   (weight_i: the link's, default 1)
 
 ``masked_mse`` averages over the masked pixels (and channels), i.e. it is normalized by
 the mask's area, so that lambda does not depend on the region's size.
@@ -284,14 +284,18 @@ class LinkSettings:
         return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form, samples, perturb)
 
     def loss(self, G: Generator, ws: torch.Tensor, render=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The weighted regularizer sum_i lambda_in L_in_i + lambda_out L_out_i, and its terms.
+        """The weighted regularizer sum_i weight_i (lambda_in L_in_i + lambda_out L_out_i), and its terms.
 
         render: see link_loss (a 3D generator's renderer from fixed cameras)."""
         terms = link_loss(G, ws, self.partition, self.masks, self.alpha, form=self.form, samples=self.samples,
                           render=render, perturb=self.perturb)
-        total = sum(self.lambda_in * terms[f"in/{n}"] + self.lambda_out * terms[f"out/{n}"]
-                    for n in self.partition.names if f"in/{n}" in terms)
+        total = sum(self.weighted(n, terms) for n in self.partition.names if f"in/{n}" in terms)
         return total, terms
+
+    def weighted(self, name: str, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """weight * (lambda_in L_in + lambda_out L_out) of link ``name`` from its ``terms``."""
+        weight = self.partition[name].weight
+        return weight * (self.lambda_in * terms[f"in/{name}"] + self.lambda_out * terms[f"out/{name}"])
 
     def perturb_some(self, ws: torch.Tensor) -> torch.Tensor:
         """Replaces the first ``fakes`` fraction of a batch by perturbed latents.

@@ -261,13 +261,13 @@ class TriplaneLoss(StyleGAN2Loss):
             vterms = volume_link_loss(triplane_field(self.G), ws, self.link.partition, self.volume_links,
                                       self.link.alpha, half_extent=self.G.config.box_size / 2, form=self.link.form,
                                       perturb=self.link.perturb)
-            total = total + sum(self.link.lambda_in * vterms[f"in/{n}"] + self.link.lambda_out * vterms[f"out/{n}"]
-                                for n in self.volume_links)
+            total = total + sum(self.link.weighted(n, vterms) for n in self.volume_links)
             terms.update(vterms)
             if self.box_image_term:
                 fterms = footprint_terms(self.G, ws, c, self.link.partition, self.volume_links, self.link.alpha,
                                          self.link.form, perturb=self.link.perturb)
-                total = total + sum(self.link.lambda_out * v for v in fterms.values())
+                total = total + sum(self.link.partition[k.split("/", 1)[1]].weight * self.link.lambda_out * v
+                                    for k, v in fterms.items())
                 terms.update(fterms)
         return total, terms
 
