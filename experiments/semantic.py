@@ -211,12 +211,12 @@ def main():
     shown = args.samples_arms if args.samples_arms is not None else args.scenes_arms
     sample_figure([out / "scenes-plain"] + [out / f"scenes-{a}" for a in shown.split(",") if a],
                   docs / "images" / args.samples_figure)
-    scenes_links = [semantic_link("sky", ["sky"], seg_scenes), semantic_link("building", ["building"], seg_scenes)]
+    semantic_links = [semantic_link("sky", ["sky"], seg_scenes), semantic_link("building", ["building"], seg_scenes)]
     if not args.skip_overhead:
         boxes = [{"name": "sky", "region": {"box": [0, 0, 1, 0.4]}, "axes": 64},
                  {"name": "building", "region": {"box": [0.2, 0.45, 0.8, 0.8]}, "axes": 64}]
         results["overhead"] = overhead(scenes_base, args.scenes_data, arms=(
-            ("vanilla", [], "all"), ("2 box links", boxes, "all"), ("2 semantic links", scenes_links, "all")))
+            ("vanilla", [], "all"), ("2 box links", boxes, "all"), ("2 semantic links", semantic_links, "all")))
         save()
     print(markdown_tables(results))
 
