@@ -43,13 +43,13 @@ def semantic_link(name: str, classes: list[str], segmenter: Path, axes: int = 64
 
 
 def scenes_links(options: dict, segmenter: Path) -> list[dict]:
-    """The sky and building links of a scenes arm. ``options``: mask_mode, and optionally margin
-    and weight, each one number or one per link name."""
-    def per_link(key: str, link: str, default: float) -> float:
+    """The sky and building links of a scenes arm. ``options``: mask_mode, and optionally axes,
+    margin and weight, each one number or one per link name."""
+    def per_link(key: str, link: str, default):
         value = options.get(key, default)
         return value.get(link, default) if isinstance(value, dict) else value
 
-    return [semantic_link(link, [link], segmenter, mask_mode=options["mask_mode"],
+    return [semantic_link(link, [link], segmenter, axes=per_link("axes", link, 64), mask_mode=options["mask_mode"],
                           margin=per_link("margin", link, 0.0), weight=per_link("weight", link, 1.0))
             for link in ("sky", "building")]
 
@@ -85,6 +85,9 @@ def newest(run: str) -> str:
 SHARED, MID, MID_RAMP = {"mask_mode": "shared"}, {"link_lambda_in": 3.0, "link_lambda_out": 10.0}, {"link_ramp_kimg": 5.0}
 STRONG, MARGIN12 = {"link_lambda_in": 5.0, "link_lambda_out": 15.0}, {"sky": 0.03, "building": 0.06}
 EMA3 = {"ema_kimg": 3.0, "ema_rampup": None}  # G_ema averages the last few kimg, not the last one
+# Axes in proportion to the region's share of the pixels (the paper's advice): the sky is 50%
+# of a scenes image, the building 12% (of 512 axes: 256 and 64).
+AREA_AXES = {"sky": 256, "building": 64}
 SCENES_ARMS = {
     "union": ({"mask_mode": "union"}, {}),
     "union-lambda_out10": ({"mask_mode": "union"}, {"link_lambda_out": 10.0}),
@@ -102,9 +105,23 @@ SCENES_ARMS = {
     "shared-mid-ramp-margin12-5-ema3": ({**SHARED, "margin": MARGIN12}, {**STRONG, **MID_RAMP, **EMA3}),
     "shared-mid-ramp-margin12-5-bw15": ({**SHARED, "margin": MARGIN12, "weight": {"building": 1.5}},
                                         {**STRONG, **MID_RAMP}),
+    "shared-mid-ramp-margin12-area": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES}, {**MID, **MID_RAMP}),
+    "shared-mid-ramp-margin12-5-area": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES}, {**STRONG, **MID_RAMP}),
+    "shared-mid-ramp-margin12-5-area-bw15": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES,
+                                             "weight": {"building": 1.5}}, {**STRONG, **MID_RAMP}),
+    "shared-mid-ramp-margin12-area-bw2": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES, "weight": {"building": 2.0}},
+                                          {**MID, **MID_RAMP}),
+    "shared-mid-ramp-margin12-area-bw3": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES, "weight": {"building": 3.0}},
+                                          {**MID, **MID_RAMP}),
+    "shared-mid-ramp-margin13-area": ({**SHARED, "margin": {"sky": 0.03, "building": 0.09}, "axes": AREA_AXES},
+                                      {**MID, **MID_RAMP}),
+    "shared-mid-ramp-margin12-area-bw125": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES,
+                                             "weight": {"building": 1.25}}, {**MID, **MID_RAMP}),
+    # the same as shared-mid-ramp-margin12-5 but for the training seed: how much an arm's numbers vary
+    "shared-mid-ramp-margin12-5-seed1": ({**SHARED, "margin": MARGIN12}, {**STRONG, **MID_RAMP, "seed": 1}),
 }
 # Arms whose sky and building edit grids docs/results/semantic.md shows besides --figures-arm's.
-EXTRA_FIGURES = {"shared-mid-ramp-margin2": "margin2"}
+EXTRA_FIGURES = {"shared-mid-ramp-margin2": "margin2", "shared-mid-ramp-margin12-area": "area"}
 
 
 def arm(results: dict, key: str, base: str, data: str, out: Path, links: list[dict], plain: Path, kimg: float,
@@ -159,9 +176,11 @@ def main():
     results.setdefault("linkgan", {})
     results.setdefault("baseline", {})
     scenes_base, faces_base = newest(args.scenes_base), newest(args.faces_base)
+    arms_run_before = results.get("setup", {}).get("scenes_arms", {})  # kept: a run may measure a few arms
     results["setup"] = {"kimg": args.kimg, "scenes_base": scenes_base, "faces_base": faces_base,
                         "scenes_base_kimg": load_checkpoint(scenes_base).state.get("kimg"),
-                        "faces_base_kimg": load_checkpoint(faces_base).state.get("kimg")}
+                        "faces_base_kimg": load_checkpoint(faces_base).state.get("kimg"),
+                        "scenes_arms": arms_run_before}
 
     def save():
         results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,8 +203,9 @@ def main():
     for name in [a for a in args.scenes_arms.split(",") if a]:
         region, overrides = SCENES_ARMS[name]
         mode, links = region["mask_mode"], scenes_links(region, seg_scenes)
+        partition = (mode, tuple(link["axes"] for link in links))  # what the vanilla numbers depend on
         kimg = overrides.get("kimg", args.kimg)
-        plain, baseline = scenes_plain, baselines.get(mode)
+        plain, baseline = scenes_plain, baselines.get(partition)
         vanilla = plain_name(overrides, args.kimg)
         if vanilla != "plain":
             vanilla_overrides = {k: v for k, v in overrides.items() if not k.startswith("link_") and k != "kimg"}
@@ -198,12 +218,12 @@ def main():
         arm(results, f"scenes/{name}", scenes_base, args.scenes_data, out / f"scenes-{name}", links, plain,
             kimg, docs, figures, overrides, baseline, args.fid, args.remeasure)
         if vanilla == "plain":
-            baselines[mode] = results["baseline"][f"scenes/{name}"]
+            baselines[partition] = results["baseline"][f"scenes/{name}"]
         if name in EXTRA_FIGURES:  # both links' edit grids, named for the arm
             for link in ("sky", "building"):
                 edit_figure(out / f"scenes-{name}", links, link,
                             docs / "images" / f"semantic-scenes-{EXTRA_FIGURES[name]}-{link}.png")
-        results["setup"].setdefault("scenes_arms", {})[name] = {**region, "overrides": overrides}
+        results["setup"]["scenes_arms"][name] = {**region, "overrides": overrides}
         save()
     if args.fid and (args.remeasure or "scenes/plain" not in results.get(args.fid, {})):
         results.setdefault(args.fid, {})["scenes/plain"] = fid(scenes_plain, args.scenes_data, args.fid)
