@@ -117,8 +117,10 @@ SCENES_ARMS = {
                                       {**MID, **MID_RAMP}),
     "shared-mid-ramp-margin12-area-bw125": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES,
                                              "weight": {"building": 1.25}}, {**MID, **MID_RAMP}),
-    # the same as shared-mid-ramp-margin12-5 but for the training seed: how much an arm's numbers vary
+    # arms repeated with another training seed: how much an arm's numbers and samples vary
     "shared-mid-ramp-margin12-5-seed1": ({**SHARED, "margin": MARGIN12}, {**STRONG, **MID_RAMP, "seed": 1}),
+    "shared-mid-ramp-margin12-area-seed1": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES},
+                                            {**MID, **MID_RAMP, "seed": 1}),
 }
 # Arms whose sky and building edit grids docs/results/semantic.md shows besides --figures-arm's.
 EXTRA_FIGURES = {"shared-mid-ramp-margin2": "margin2", "shared-mid-ramp-margin12-area": "area"}
