@@ -54,15 +54,20 @@ def scenes_links(options: dict, segmenter: Path) -> list[dict]:
             for link in ("sky", "building")]
 
 
-def plain_name(overrides: dict, kimg: float) -> str:
-    """The run name of the vanilla fine-tune an arm is compared with: the same train options
-    other than the link_* ones (``kimg`` is the default length)."""
+def vanilla_for(overrides: dict, kimg: float) -> tuple[str, dict]:
+    """The vanilla fine-tune an arm is compared with: its run name and train options, the
+    arm's own options other than the link_* ones and the seed (a seed replicate is compared
+    with the same vanilla). ``kimg`` is the default length; "plain" is the default run."""
+    options = {k: v for k, v in overrides.items() if not k.startswith("link_") and k not in ("kimg", "seed")}
+    unnamed = set(options) - {"ema_kimg", "ema_rampup"}
+    if unnamed:
+        raise ValueError(f"no vanilla run name for the train options {sorted(unnamed)}; add them to vanilla_for")
     name = "plain"
     if overrides.get("kimg", kimg) != kimg:
         name += f"{overrides['kimg']:g}"
-    if "ema_kimg" in overrides:
-        name += f"-ema{overrides['ema_kimg']:g}"
-    return name
+    if "ema_kimg" in options:
+        name += f"-ema{options['ema_kimg']:g}"
+    return name, options
 
 
 def segmenter_for(data: str, out: Path) -> tuple[Path, dict]:
@@ -81,7 +86,7 @@ def newest(run: str) -> str:
 # what each did: the defaults collapse the scenes model, the weak shared arm does not. A margin
 # or a link weight may be one number or one per link; an arm with other train options than
 # the link_* ones (kimg, EMA) is compared with a vanilla fine-tune with those options
-# (runs/semantic/scenes-<plain_name>).
+# (runs/semantic/scenes-<vanilla_for's name>).
 SHARED, MID, MID_RAMP = {"mask_mode": "shared"}, {"link_lambda_in": 3.0, "link_lambda_out": 10.0}, {"link_ramp_kimg": 5.0}
 STRONG, MARGIN12 = {"link_lambda_in": 5.0, "link_lambda_out": 15.0}, {"sky": 0.03, "building": 0.06}
 EMA3 = {"ema_kimg": 3.0, "ema_rampup": None}  # G_ema averages the last few kimg, not the last one
@@ -208,9 +213,8 @@ def main():
         partition = (mode, tuple(link["axes"] for link in links))  # what the vanilla numbers depend on
         kimg = overrides.get("kimg", args.kimg)
         plain, baseline = scenes_plain, baselines.get(partition)
-        vanilla = plain_name(overrides, args.kimg)
+        vanilla, vanilla_overrides = vanilla_for(overrides, args.kimg)
         if vanilla != "plain":
-            vanilla_overrides = {k: v for k, v in overrides.items() if not k.startswith("link_") and k != "kimg"}
             plain = finetune(scenes_base, args.scenes_data, out / f"scenes-{vanilla}", [], kimg, vanilla_overrides)
             baseline = None
             key = f"scenes/{vanilla}"
@@ -233,8 +237,9 @@ def main():
     shown = args.samples_arms if args.samples_arms is not None else args.scenes_arms
     sample_figure([out / "scenes-plain"] + [out / f"scenes-{a}" for a in shown.split(",") if a],
                   docs / "images" / args.samples_figure)
-    semantic_links = [semantic_link("sky", ["sky"], seg_scenes), semantic_link("building", ["building"], seg_scenes)]
     if not args.skip_overhead:
+        semantic_links = [semantic_link("sky", ["sky"], seg_scenes),
+                          semantic_link("building", ["building"], seg_scenes)]
         boxes = [{"name": "sky", "region": {"box": [0, 0, 1, 0.4]}, "axes": 64},
                  {"name": "building", "region": {"box": [0.2, 0.45, 0.8, 0.8]}, "axes": 64}]
         results["overhead"] = overhead(scenes_base, args.scenes_data, arms=(

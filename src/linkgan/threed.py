@@ -266,8 +266,8 @@ class TriplaneLoss(StyleGAN2Loss):
             if self.box_image_term:
                 fterms = footprint_terms(self.G, ws, c, self.link.partition, self.volume_links, self.link.alpha,
                                          self.link.form, perturb=self.link.perturb)
-                total = total + sum(self.link.partition[k.split("/", 1)[1]].weight * self.link.lambda_out * v
-                                    for k, v in fterms.items())
+                total = total + sum(self.link.partition[n].weight * self.link.lambda_out * fterms[f"out_image/{n}"]
+                                    for n in self.volume_links)
                 terms.update(fterms)
         return total, terms
 
