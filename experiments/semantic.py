@@ -2,7 +2,8 @@
 
 Two datasets, each from a vanilla checkpoint fine-tuned for the same kimg with and without links:
   scenes    sky and building links (64 axes each), in several arms (SCENES_ARMS: mask mode and
-            regularizer weights), baseline: a vanilla fine-tune of the same base
+            regularizer weights), baseline: a vanilla fine-tune of the same base with the arm's
+            other train options (vanilla_for)
   toyfaces  a mouth link (64 axes), baseline: the vanilla fine-tune of experiments/regularizer.py
 It trains the segmenters when missing (`linkgan segmenter train`), reports their held-out
 mIoU, measures masked MSE (mse1k, per-image masks, union mode) for LinkGAN and for the
@@ -13,6 +14,9 @@ interrupted runs resume, so the script can be re-run.
 Usage:
   python experiments/semantic.py --scenes-base runs/scenes --scenes-data scenes32.zip \\
       --faces-base runs/toy32 --faces-data toyfaces32.zip --faces-plain runs/reg/plain --out runs/semantic
+  # scenes arms only, their numbers in docs/results/semantic-r1.json:
+  python experiments/semantic.py --scenes-base runs/scenes --scenes-data scenes32.zip --datasets scenes \\
+      --tag r1 --scenes-arms shared-mid-ramp-margin12-area-bw2-g0.1 --fid fid2k --skip-overhead
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ def vanilla_for(overrides: dict, kimg: float) -> tuple[str, dict]:
     arm's own options other than the link_* ones and the seed (a seed replicate is compared
     with the same vanilla). ``kimg`` is the default length; "plain" is the default run."""
     options = {k: v for k, v in overrides.items() if not k.startswith("link_") and k not in ("kimg", "seed")}
-    unnamed = set(options) - {"ema_kimg", "ema_rampup"}
+    unnamed = set(options) - {"ema_kimg", "ema_rampup", "r1_gamma"}
     if unnamed:
         raise ValueError(f"no vanilla run name for the train options {sorted(unnamed)}; add them to vanilla_for")
     name = "plain"
@@ -67,6 +71,8 @@ def vanilla_for(overrides: dict, kimg: float) -> tuple[str, dict]:
         name += f"{overrides['kimg']:g}"
     if "ema_kimg" in options:
         name += f"-ema{options['ema_kimg']:g}"
+    if "r1_gamma" in options:
+        name += f"-g{options['r1_gamma']:g}"
     return name, options
 
 
@@ -122,22 +128,35 @@ SCENES_ARMS = {
                                       {**MID, **MID_RAMP}),
     "shared-mid-ramp-margin12-area-bw125": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES,
                                              "weight": {"building": 1.25}}, {**MID, **MID_RAMP}),
+    # a stronger R1 penalty on D (the base's is StyleGAN2-ADA's heuristic, 0.0064 at 32 px and batch 32):
+    # the collapse starts with D winning (its loss falls to 0.02-0.2), and a smoother D keeps pulling
+    # G towards the data. Each is compared with a vanilla fine-tune with the same gamma.
+    "shared-mid-ramp-margin12-area-g0.1": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES},
+                                           {**MID, **MID_RAMP, "r1_gamma": 0.1}),
+    "shared-mid-ramp-margin12-area-bw2-g0.1": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES,
+                                               "weight": {"building": 2.0}}, {**MID, **MID_RAMP, "r1_gamma": 0.1}),
+    "shared-mid-ramp-margin12-area-bw2-g1": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES,
+                                             "weight": {"building": 2.0}}, {**MID, **MID_RAMP, "r1_gamma": 1.0}),
     # arms repeated with another training seed: how much an arm's numbers and samples vary
     "shared-mid-ramp-margin12-5-seed1": ({**SHARED, "margin": MARGIN12}, {**STRONG, **MID_RAMP, "seed": 1}),
     "shared-mid-ramp-margin12-area-seed1": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES},
                                             {**MID, **MID_RAMP, "seed": 1}),
 }
 # Arms whose sky and building edit grids docs/results/semantic.md shows besides --figures-arm's.
-EXTRA_FIGURES = {"shared-mid-ramp-margin2": "margin2", "shared-mid-ramp-margin12-area": "area"}
+EXTRA_FIGURES = {"shared-mid-ramp-margin2": "margin2", "shared-mid-ramp-margin12-area": "area",
+                 "shared-mid-ramp-margin12-area-g0.1": "area-g0.1",
+                 "shared-mid-ramp-margin12-area-bw2-g0.1": "area-bw2-g0.1",
+                 "shared-mid-ramp-margin12-area-bw2-g1": "area-bw2-g1"}
 
 
 def arm(results: dict, key: str, base: str, data: str, out: Path, links: list[dict], plain: Path, kimg: float,
         docs: Path, figures: list[tuple[str, bool]], overrides: dict | None = None,
-        baseline: dict | None = None, fid_metric: str = "", remeasure: bool = False) -> None:
+        baseline: dict | None = None, fid_metric: str = "", remeasure: bool = False,
+        prefix: str = "semantic") -> None:
     """Fine-tunes with ``links`` (and train option ``overrides``), measures it and the vanilla
     fine-tune ``plain`` (unless ``baseline`` is given), draws edit grids (``figures``: (link,
-    complement) pairs; none for an empty list). Numbers already in ``results`` are kept
-    unless ``remeasure``."""
+    complement) pairs; none for an empty list) named ``prefix``-... Numbers already in
+    ``results`` are kept unless ``remeasure``."""
     run = finetune(base, data, out, links, kimg, overrides or {})
     if remeasure or key not in results["linkgan"]:
         results["linkgan"][key] = measure(run, links, 1000)
@@ -150,17 +169,17 @@ def arm(results: dict, key: str, base: str, data: str, out: Path, links: list[di
     key = key.split("/")[0]
     for link, complement in figures:
         suffix = "-complement" if complement else ""
-        edit_figure(run, links, link, docs / "images" / f"semantic-{key}-{link}{suffix}.png", complement=complement)
-    edit_figure(plain, links, figures[0][0], docs / "images" / f"semantic-{key}-{figures[0][0]}-vanilla.png")
+        edit_figure(run, links, link, docs / "images" / f"{prefix}-{key}-{link}{suffix}.png", complement=complement)
+    edit_figure(plain, links, figures[0][0], docs / "images" / f"{prefix}-{key}-{figures[0][0]}-vanilla.png")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes-base", required=True)
     p.add_argument("--scenes-data", required=True)
-    p.add_argument("--faces-base", required=True)
-    p.add_argument("--faces-data", required=True)
-    p.add_argument("--faces-plain", required=True, help="vanilla fine-tune of --faces-base for --kimg")
+    p.add_argument("--faces-base", help="vanilla toyfaces checkpoint (needed with --datasets toyfaces)")
+    p.add_argument("--faces-data", help="its dataset (needed with --datasets toyfaces)")
+    p.add_argument("--faces-plain", help="vanilla fine-tune of --faces-base for --kimg")
     p.add_argument("--kimg", type=float, default=20.0)
     p.add_argument("--out", default="runs/semantic")
     p.add_argument("--docs", default="docs")
@@ -175,18 +194,24 @@ def main():
                    help="measure finished arms again (by default numbers already in semantic.json are kept)")
     p.add_argument("--fid", default="", metavar="METRIC",
                    help="also measure this FID/KID metric of the scenes arms and plain, e.g. fid2k (metrics extra)")
+    p.add_argument("--tag", default="",
+                   help="name a second set of runs, e.g. from another base: its numbers go to "
+                        "docs/results/semantic-TAG.json and its figures to docs/images/semantic-TAG-*.png")
     args = p.parse_args()
     out, docs = Path(args.out), Path(args.docs)
     out.mkdir(parents=True, exist_ok=True)
-    results_path = docs / "results" / "semantic.json"
+    prefix = f"semantic-{args.tag}" if args.tag else "semantic"
+    results_path = docs / "results" / f"{prefix}.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results.setdefault("linkgan", {})
     results.setdefault("baseline", {})
-    scenes_base, faces_base = newest(args.scenes_base), newest(args.faces_base)
+    faces = "toyfaces" in args.datasets
+    if faces and not (args.faces_base and args.faces_data and args.faces_plain):
+        p.error("--datasets toyfaces needs --faces-base, --faces-data and --faces-plain")
+    scenes_base = newest(args.scenes_base)
     arms_run_before = results.get("setup", {}).get("scenes_arms", {})  # kept: a run may measure a few arms
-    results["setup"] = {"kimg": args.kimg, "scenes_base": scenes_base, "faces_base": faces_base,
+    results["setup"] = {**results.get("setup", {}), "kimg": args.kimg, "scenes_base": scenes_base,
                         "scenes_base_kimg": load_checkpoint(scenes_base).state.get("kimg"),
-                        "faces_base_kimg": load_checkpoint(faces_base).state.get("kimg"),
                         "scenes_arms": arms_run_before}
 
     def save():
@@ -195,47 +220,51 @@ def main():
 
     seg_scenes, results.setdefault("segmenters", {})["scenes"] = segmenter_for(
         args.scenes_data, out / "seg-scenes.safetensors")
-    seg_faces, results["segmenters"]["toyfaces"] = segmenter_for(args.faces_data, out / "seg-toyfaces.safetensors")
     save()
 
-    if "toyfaces" in args.datasets:
+    if faces:
+        faces_base = newest(args.faces_base)
+        results["setup"].update(faces_base=faces_base, faces_base_kimg=load_checkpoint(faces_base).state.get("kimg"))
+        seg_faces, results["segmenters"]["toyfaces"] = segmenter_for(args.faces_data,
+                                                                     out / "seg-toyfaces.safetensors")
         faces_links = [semantic_link("mouth", ["mouth"], seg_faces)]
         arm(results, "toyfaces", faces_base, args.faces_data, out / "faces-mouth", faces_links,
-            Path(args.faces_plain), args.kimg, docs, [("mouth", False)], remeasure=args.remeasure)
+            Path(args.faces_plain), args.kimg, docs, [("mouth", False)], remeasure=args.remeasure, prefix=prefix)
         save()
     if "scenes" not in args.datasets:
         return
-    scenes_plain = finetune(scenes_base, args.scenes_data, out / "scenes-plain", [], args.kimg, {})
-    baselines = {}
+    vanillas: dict[str, Path] = {}  # vanilla run name -> its run, fine-tuned when an arm first needs it
+
+    def vanilla_run(name: str, kimg: float, options: dict) -> Path:
+        if name not in vanillas:
+            vanillas[name] = finetune(scenes_base, args.scenes_data, out / f"scenes-{name}", [], kimg, options)
+            key = f"scenes/{name}"
+            if args.fid and (args.remeasure or key not in results.get(args.fid, {})):
+                results.setdefault(args.fid, {})[key] = fid(vanillas[name], args.scenes_data, args.fid)
+                save()
+        return vanillas[name]
+
+    baselines = {}  # (vanilla run name, partition) -> the vanilla's masked MSE on that partition
     for name in [a for a in args.scenes_arms.split(",") if a]:
         region, overrides = SCENES_ARMS[name]
         mode, links = region["mask_mode"], scenes_links(region, seg_scenes)
-        partition = (mode, tuple(link["axes"] for link in links))  # what the vanilla numbers depend on
         kimg = overrides.get("kimg", args.kimg)
-        plain, baseline = scenes_plain, baselines.get(partition)
         vanilla, vanilla_overrides = vanilla_for(overrides, args.kimg)
-        if vanilla != "plain":
-            plain = finetune(scenes_base, args.scenes_data, out / f"scenes-{vanilla}", [], kimg, vanilla_overrides)
-            baseline = None
-            key = f"scenes/{vanilla}"
-            if args.fid and (args.remeasure or key not in results.get(args.fid, {})):
-                results.setdefault(args.fid, {})[key] = fid(plain, args.scenes_data, args.fid)
+        plain = vanilla_run(vanilla, kimg, vanilla_overrides)
+        # what the vanilla numbers depend on: the run, the mask mode and the axes
+        partition = (vanilla, mode, tuple(link["axes"] for link in links))
         figures = [("sky", False), ("building", False), ("sky", True)] if name == args.figures_arm else []
         arm(results, f"scenes/{name}", scenes_base, args.scenes_data, out / f"scenes-{name}", links, plain,
-            kimg, docs, figures, overrides, baseline, args.fid, args.remeasure)
-        if vanilla == "plain":
-            baselines[partition] = results["baseline"][f"scenes/{name}"]
+            kimg, docs, figures, overrides, baselines.get(partition), args.fid, args.remeasure, prefix)
+        baselines[partition] = results["baseline"][f"scenes/{name}"]
         if name in EXTRA_FIGURES:  # both links' edit grids, named for the arm
             for link in ("sky", "building"):
                 edit_figure(out / f"scenes-{name}", links, link,
-                            docs / "images" / f"semantic-scenes-{EXTRA_FIGURES[name]}-{link}.png")
+                            docs / "images" / f"{prefix}-scenes-{EXTRA_FIGURES[name]}-{link}.png")
         results["setup"]["scenes_arms"][name] = {**region, "overrides": overrides}
         save()
-    if args.fid and (args.remeasure or "scenes/plain" not in results.get(args.fid, {})):
-        results.setdefault(args.fid, {})["scenes/plain"] = fid(scenes_plain, args.scenes_data, args.fid)
-        save()
     shown = args.samples_arms if args.samples_arms is not None else args.scenes_arms
-    sample_figure([out / "scenes-plain"] + [out / f"scenes-{a}" for a in shown.split(",") if a],
+    sample_figure(list(vanillas.values()) + [out / f"scenes-{a}" for a in shown.split(",") if a],
                   docs / "images" / args.samples_figure)
     if not args.skip_overhead:
         semantic_links = [semantic_link("sky", ["sky"], seg_scenes),
