@@ -59,8 +59,10 @@ def floor(edit, cls: int, n: int, res: int, seed: int) -> dict[str, float]:
         x.append(img)
         x1.append(img1)
         m.append((lab == cls) | (lab1 == cls))
-    to = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
-    x, x1, m = to(x), to(x1), torch.from_numpy(np.stack(m)).float()
+    def images(a: list[np.ndarray]) -> torch.Tensor:  # (N, 3, R, R) in [0, 1]
+        return torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255
+
+    x, x1, m = images(x), images(x1), torch.from_numpy(np.stack(m)).float()
     mse_in, mse_out = masked_mse(x1, x, m).mean().item(), masked_mse(x1, x, 1 - m).mean().item()
     return {"mse_in": mse_in, "mse_out": mse_out, "locality": mse_out / mse_in}
 

@@ -145,8 +145,7 @@ SCENES_ARMS = {
 # Arms whose sky and building edit grids docs/results/semantic.md shows besides --figures-arm's.
 EXTRA_FIGURES = {"shared-mid-ramp-margin2": "margin2", "shared-mid-ramp-margin12-area": "area",
                  "shared-mid-ramp-margin12-area-g0.1": "area-g0.1",
-                 "shared-mid-ramp-margin12-area-bw2-g0.1": "area-bw2-g0.1",
-                 "shared-mid-ramp-margin12-area-bw2-g1": "area-bw2-g1"}
+                 "shared-mid-ramp-margin12-area-bw2-g0.1": "area-bw2-g0.1"}
 
 
 def arm(results: dict, key: str, base: str, data: str, out: Path, links: list[dict], plain: Path, kimg: float,
