@@ -59,6 +59,7 @@ def floor(edit, cls: int, n: int, res: int, seed: int) -> dict[str, float]:
         x.append(img)
         x1.append(img1)
         m.append((lab == cls) | (lab1 == cls))
+
     def images(a: list[np.ndarray]) -> torch.Tensor:  # (N, 3, R, R) in [0, 1]
         return torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255
 

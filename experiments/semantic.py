@@ -188,7 +188,8 @@ def main():
     p.add_argument("--figures-arm", default="shared-weak", help="the scenes arm drawn in docs/images")
     p.add_argument("--samples-arms", default=None,
                    help="the scenes arms in the sample comparison figure (default: every arm run)")
-    p.add_argument("--samples-figure", default="semantic-scenes-samples.png", help="its file name in docs/images")
+    p.add_argument("--samples-figure", default=None,
+                   help="its file name in docs/images (default: semantic[-TAG]-scenes-samples.png)")
     p.add_argument("--remeasure", action="store_true",
                    help="measure finished arms again (by default numbers already in semantic.json are kept)")
     p.add_argument("--fid", default="", metavar="METRIC",
@@ -208,10 +209,9 @@ def main():
     if faces and not (args.faces_base and args.faces_data and args.faces_plain):
         p.error("--datasets toyfaces needs --faces-base, --faces-data and --faces-plain")
     scenes_base = newest(args.scenes_base)
-    arms_run_before = results.get("setup", {}).get("scenes_arms", {})  # kept: a run may measure a few arms
-    results["setup"] = {**results.get("setup", {}), "kimg": args.kimg, "scenes_base": scenes_base,
-                        "scenes_base_kimg": load_checkpoint(scenes_base).state.get("kimg"),
-                        "scenes_arms": arms_run_before}
+    # earlier runs' setup is kept (a run may measure a few arms, or only one dataset)
+    results["setup"] = {"scenes_arms": {}, **results.get("setup", {}), "kimg": args.kimg, "scenes_base": scenes_base,
+                        "scenes_base_kimg": load_checkpoint(scenes_base).state.get("kimg")}
 
     def save():
         results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +264,7 @@ def main():
         save()
     shown = args.samples_arms if args.samples_arms is not None else args.scenes_arms
     sample_figure(list(vanillas.values()) + [out / f"scenes-{a}" for a in shown.split(",") if a],
-                  docs / "images" / args.samples_figure)
+                  docs / "images" / (args.samples_figure or f"{prefix}-scenes-samples.png"))
     if not args.skip_overhead:
         semantic_links = [semantic_link("sky", ["sky"], seg_scenes),
                           semantic_link("building", ["building"], seg_scenes)]
