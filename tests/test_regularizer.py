@@ -262,7 +262,7 @@ def test_a_short_fine_tune_with_a_link_makes_the_model_more_local(image_folder, 
     results = {}
     for name, links in (("plain", []), ("link", [{"name": "box", "region": {"box": BOX}, "axes": 8}])):
         cfg = tiny_run(image_folder, tmp_path / name, kimg=0.4, init=str(tmp_path / "base"), pl_weight=0.0,
-                       link_interval=1, link_lambda_in=20.0, link_lambda_out=20.0, link_loss="relative")
+                       link_interval=1, link_lambda_in=10.0, link_lambda_out=40.0, link_loss="relative")
         cfg.links = links
         trainer = Trainer(cfg, progress=False)
         trainer.run()

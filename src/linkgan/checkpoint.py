@@ -27,6 +27,7 @@ from .tensorfile import TensorFileError, read_tensors, write_tensors
 FORMAT = "linkgan-checkpoint"
 VERSION = 1
 CKPT_PATTERN = re.compile(r"^ckpt-(\d+)\.safetensors$")
+LEGACY_NUMERICS = "legacy"  # ModelConfig.numerics of checkpoints that do not record it
 
 
 class CheckpointError(ValueError):
@@ -158,6 +159,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         state = json.loads(metadata.get("state", "{}"))
     except (KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path} has damaged metadata ({e})") from None
+    if isinstance(config, dict) and isinstance(config.get("model"), dict):
+        # Written before ModelConfig.numerics existed: those networks computed linkgan's first
+        # dialect, and must keep computing exactly that.
+        config["model"].setdefault("numerics", LEGACY_NUMERICS)
     return Checkpoint(path, tensors, config, state)
 
 

@@ -53,6 +53,14 @@ class ModelConfig:
                        choices=["auto", "grouped", "scaled"])
     conv_clamp: float | None = opt(None, "Clamp conv activations to +-this value (256 is usual with fp16); "
                                    "unset for no clamp.")
+    numerics: str = opt("official", "What the networks compute: 'official' is stylegan2-ada-pytorch's StyleGAN2 "
+                        "(transposed up-sampling convs with the [1,3,3,1] filter, zero-padded skip upsampling, "
+                        "full-resolution blur before D's strided convs), so that imported NVIDIA and rosinality "
+                        "weights compute their own images; 'rosinality' is the same but for where the demodulation "
+                        "epsilon sits (rosinality's placement; `linkgan import` sets it for rosinality files); "
+                        "'legacy' is linkgan's first dialect, which checkpoints written before this option "
+                        "existed use. Same parameters and names in all three.",
+                        choices=["official", "rosinality", "legacy"])
     # 3D-aware generator (kind: 3d), EG3D-style: see linkgan.networks.triplane and linkgan.threed.
     kind: str = opt("2d", "Generator kind: '2d' (StyleGAN2) or '3d' (EG3D-style tri-plane generator with volume "
                     "rendering and a camera-conditioned D; the data needs camera labels, e.g. `linkgan dataset "

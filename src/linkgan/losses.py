@@ -95,6 +95,9 @@ class StyleGAN2Loss:
                  link: LinkSettings | None = None):
         self.G, self.D = G, D
         self.link = link
+        # stylegan2-ada-pytorch updates w_avg on every training-mode mapping call (G and D phases,
+        # path length); linkgan's first dialect only in the main G phase.
+        self.w_avg_in_every_phase = G.numerics != "legacy"
         self.r1_gamma = r1_gamma
         self.style_mixing = style_mixing
         self.pl_weight = pl_weight
@@ -135,7 +138,7 @@ class StyleGAN2Loss:
 
     def link_terms(self, z: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """The Glink phase's weighted loss and its terms for latents z (a 3D subclass renders from c)."""
-        return self.link.loss(self.G, self.G.mapping(z))
+        return self.link.loss(self.G, self.G.mapping(z, update_w_avg=self.w_avg_in_every_phase))
 
     def accumulate(self, phase: str, real: torch.Tensor, z: torch.Tensor, gain: float, stats: LossStats,
                    step: int, scaler=None, c_real: torch.Tensor | None = None,
@@ -158,7 +161,8 @@ class StyleGAN2Loss:
         elif phase == "Greg":
             n = max(1, z.shape[0] // self.pl_batch_shrink)
             with eager_forwards():  # double backward
-                fake, ws = self.run_G(z[:n], update_w_avg=False, c=None if c_gen is None else c_gen[:n])
+                fake, ws = self.run_G(z[:n], update_w_avg=self.w_avg_in_every_phase,
+                                      c=None if c_gen is None else c_gen[:n])
             fake = self.image_of(fake)
             # Path length: |J_w^T y| for random image-space directions y, normalized by the
             # number of pixels so the penalty is resolution independent.
@@ -183,7 +187,7 @@ class StyleGAN2Loss:
             backward(loss * gain)
         elif phase == "Dmain":
             with torch.no_grad(), self.autocast():
-                fake, _ = self.run_G(z, update_w_avg=False, c=c_gen)
+                fake, _ = self.run_G(z, update_w_avg=self.w_avg_in_every_phase, c=c_gen)
             fake = {k: v.float() for k, v in fake.items()} if isinstance(fake, dict) else fake.float()
             with self.autocast():
                 logits_fake = self.run_D(fake, c_gen).float()

@@ -68,7 +68,8 @@ def triplane_config(m: ModelConfig) -> TriplaneConfig:
                           neural_resolution=m.resolution // 2 if m.superresolution else m.resolution,
                           superresolution=m.superresolution, sr_channels=m.sr_channels, box_size=m.box_size,
                           near=m.ray_near, far=m.ray_far, coarse_samples=m.coarse_samples,
-                          fine_samples=m.fine_samples, modconv=m.modconv, conv_clamp=m.conv_clamp)
+                          fine_samples=m.fine_samples, modconv=m.modconv, conv_clamp=m.conv_clamp,
+                          numerics=m.numerics)
 
 
 def build_triplane_generator(m: ModelConfig) -> TriplaneGenerator:
@@ -81,7 +82,8 @@ def build_triplane_generator(m: ModelConfig) -> TriplaneGenerator:
 def build_camera_discriminator(m: ModelConfig) -> CameraDiscriminator:
     cfg = triplane_config(m)
     return CameraDiscriminator(m.resolution, cfg.neural_resolution if cfg.superresolution else None,
-                               cfg.c_dim, m.channel_base, m.channel_max, m.mbstd_group, m.conv_clamp)
+                               cfg.c_dim, m.channel_base, m.channel_max, m.mbstd_group, m.conv_clamp,
+                               numerics=m.numerics)
 
 
 def check_camera_dataset(dataset) -> torch.Tensor:
@@ -244,7 +246,7 @@ class TriplaneLoss(StyleGAN2Loss):
         return self.D(img, c)
 
     def link_terms(self, z: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-        ws = self.G.mapping(z, c)
+        ws = self.G.mapping(z, c, update_w_avg=self.w_avg_in_every_phase)
         total, terms = ws.new_zeros([]), {}
         if len(self.image_links):
             # The same camera for x, x1 and x2; deterministic ray samples (the jitter would differ per copy).

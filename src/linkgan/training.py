@@ -55,7 +55,7 @@ def build_generator(m: ModelConfig) -> Generator:
         return build_triplane_generator(m)
     return Generator(resolution=m.resolution, z_dim=m.z_dim, w_dim=m.w_dim, mapping_layers=m.mapping_layers,
                      mapping_lr_mul=m.mapping_lr_mul, channel_base=m.channel_base, channel_max=m.channel_max,
-                     img_channels=m.img_channels, modconv=m.modconv, conv_clamp=m.conv_clamp)
+                     img_channels=m.img_channels, modconv=m.modconv, conv_clamp=m.conv_clamp, numerics=m.numerics)
 
 
 def build_discriminator(m: ModelConfig) -> Discriminator:
@@ -64,7 +64,8 @@ def build_discriminator(m: ModelConfig) -> Discriminator:
 
         return build_camera_discriminator(m)
     return Discriminator(resolution=m.resolution, img_channels=m.img_channels, channel_base=m.channel_base,
-                         channel_max=m.channel_max, mbstd_group=m.mbstd_group, conv_clamp=m.conv_clamp)
+                         channel_max=m.channel_max, mbstd_group=m.mbstd_group, conv_clamp=m.conv_clamp,
+                         numerics=m.numerics)
 
 
 class ResumableSampler(Sampler):

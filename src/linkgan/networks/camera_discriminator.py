@@ -32,8 +32,9 @@ class CameraDiscriminator(Discriminator):
 
     def __init__(self, resolution: int = 32, raw_resolution: int | None = 16, c_dim: int = 25,
                  channel_base: int = 16384, channel_max: int = 512, mbstd_group: int = 4,
-                 conv_clamp: float | None = None, cmap_dim: int | None = None):
-        super().__init__(resolution, 6 if raw_resolution else 3, channel_base, channel_max, mbstd_group, conv_clamp)
+                 conv_clamp: float | None = None, cmap_dim: int | None = None, numerics: str = "official"):
+        super().__init__(resolution, 6 if raw_resolution else 3, channel_base, channel_max, mbstd_group, conv_clamp,
+                         numerics)
         self.raw_resolution, self.c_dim = raw_resolution, c_dim
         c4 = channels_at(4, channel_base, channel_max)
         self.cmap_dim = cmap_dim or c4

@@ -8,17 +8,18 @@ import torch
 from torch import nn
 
 from .generator import channels_at, check_resolution
-from .layers import EqualConv2d, EqualLinear
+from .layers import EqualConv2d, EqualLinear, check_numerics
 
 
 class DiscriminatorBlock(nn.Module):
     """Residual block at one resolution: two 3x3 convs (the second halves the resolution),
     plus a 1x1 downsampling skip; the sum is scaled by sqrt(1/2) to keep unit variance."""
 
-    def __init__(self, in_channels: int, out_channels: int, conv_clamp: float | None = None):
+    def __init__(self, in_channels: int, out_channels: int, conv_clamp: float | None = None,
+                 numerics: str = "legacy"):
         super().__init__()
         self.conv0 = EqualConv2d(in_channels, in_channels, 3, conv_clamp=conv_clamp)
-        self.conv1 = EqualConv2d(in_channels, out_channels, 3, down=True, conv_clamp=conv_clamp)
+        self.conv1 = EqualConv2d(in_channels, out_channels, 3, down=True, conv_clamp=conv_clamp, numerics=numerics)
         self.skip = EqualConv2d(in_channels, out_channels, 1, bias=False, activation="linear", down=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,19 +50,25 @@ class MinibatchStdDev(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """images (N, img_channels, R, R) in [-1, 1] -> logits (N, 1)."""
+    """images (N, img_channels, R, R) in [-1, 1] -> logits (N, 1).
+
+    ``numerics``: 'official' (stylegan2-ada-pytorch's resnet D) or 'legacy' (linkgan's first
+    dialect, which down-samples before the strided conv; linkgan.networks.layers)."""
 
     def __init__(self, resolution: int = 32, img_channels: int = 3, channel_base: int = 16384,
-                 channel_max: int = 512, mbstd_group: int = 4, conv_clamp: float | None = None):
+                 channel_max: int = 512, mbstd_group: int = 4, conv_clamp: float | None = None,
+                 numerics: str = "official"):
         super().__init__()
         log2 = check_resolution(resolution)
+        self.numerics = check_numerics(numerics)
         self.resolution, self.img_channels = resolution, img_channels
         top = channels_at(resolution, channel_base, channel_max)
         self.from_rgb = EqualConv2d(img_channels, top, 1, conv_clamp=conv_clamp)
         blocks = []
         for res in [2 ** i for i in range(log2, 2, -1)]:
             blocks.append(DiscriminatorBlock(channels_at(res, channel_base, channel_max),
-                                             channels_at(res // 2, channel_base, channel_max), conv_clamp))
+                                             channels_at(res // 2, channel_base, channel_max), conv_clamp,
+                                             numerics))
         self.blocks = nn.Sequential(*blocks)
         c4 = channels_at(4, channel_base, channel_max)
         self.mbstd = MinibatchStdDev(mbstd_group)

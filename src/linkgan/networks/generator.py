@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import EqualLinear, ModulatedConv2d, lrelu_bias, upsample_2x
+from .layers import EqualLinear, ModulatedConv2d, check_numerics, fir_resampling, fir_upsample_2x, lrelu_bias, upsample_2x
 
 
 def channels_at(res: int, channel_base: int, channel_max: int) -> int:
@@ -107,9 +107,9 @@ class StyledConv(nn.Module):
     """Modulated 3x3 conv (optionally upsampling 2x), then noise, bias and leaky ReLU."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False,
-                 impl: str = "auto", conv_clamp: float | None = None):
+                 impl: str = "auto", conv_clamp: float | None = None, numerics: str = "legacy"):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=up, impl=impl)
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=up, impl=impl, numerics=numerics)
         self.noise = NoiseInput(resolution)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.conv_clamp = conv_clamp
@@ -121,15 +121,20 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    """Modulated 1x1 conv to RGB without demodulation, plus bias."""
+    """Modulated 1x1 conv to RGB without demodulation, plus bias; clamped by ``conv_clamp`` with
+    the official numerics (the legacy ones never clamp it)."""
 
-    def __init__(self, in_channels: int, img_channels: int, w_dim: int, impl: str = "auto"):
+    def __init__(self, in_channels: int, img_channels: int, w_dim: int, impl: str = "auto",
+                 conv_clamp: float | None = None, numerics: str = "legacy"):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, img_channels, 1, w_dim, demodulate=False, impl=impl)
+        self.conv = ModulatedConv2d(in_channels, img_channels, 1, w_dim, demodulate=False, impl=impl,
+                                    numerics=numerics)
         self.bias = nn.Parameter(torch.zeros(img_channels))
+        self.clamp = conv_clamp if fir_resampling(numerics) else None
 
     def forward(self, x, w):
-        return self.conv(x, w) + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
+        x = self.conv(x, w) + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
+        return x if self.clamp is None else x.clamp(-self.clamp, self.clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -142,19 +147,21 @@ class SynthesisBlock(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 impl: str = "auto", conv_clamp: float | None = None):
+                 impl: str = "auto", conv_clamp: float | None = None, numerics: str = "legacy"):
         super().__init__()
         self.resolution = resolution
+        layer = {"impl": impl, "conv_clamp": conv_clamp, "numerics": numerics}
         if resolution == 4:
             self.const = nn.Parameter(torch.randn(out_channels, 4, 4))
             self.conv0 = None
         else:
             self.const = None
-            self.conv0 = StyledConv(in_channels, out_channels, w_dim, resolution, up=True, impl=impl,
-                                    conv_clamp=conv_clamp)
-        self.conv1 = StyledConv(out_channels, out_channels, w_dim, resolution, impl=impl, conv_clamp=conv_clamp)
-        self.torgb = ToRGB(out_channels, img_channels, w_dim, impl=impl)
+            self.conv0 = StyledConv(in_channels, out_channels, w_dim, resolution, up=True, **layer)
+        self.conv1 = StyledConv(out_channels, out_channels, w_dim, resolution, **layer)
+        self.torgb = ToRGB(out_channels, img_channels, w_dim, **layer)
         self.num_conv = 1 if resolution == 4 else 2
+        # The running RGB image: zero-padded FIR upsampling (official) or bilinear (legacy).
+        self.upsample_img = fir_upsample_2x if fir_resampling(numerics) else upsample_2x
 
     def forward(self, x, img, ws, noise_mode="random", noises=None, noise_repeats=1):
         """ws: (N, num_conv + 1, w_dim). Returns the features and the running RGB image."""
@@ -165,8 +172,9 @@ class SynthesisBlock(nn.Module):
         else:
             x = self.conv0(x, ws[:, 0], noise_mode, noises[0], noise_repeats)
             x = self.conv1(x, ws[:, 1], noise_mode, noises[1], noise_repeats)
-        y = self.torgb(x, ws[:, self.num_conv]).to(torch.float32)
-        img = y if img is None else upsample_2x(img) + y
+        y = self.torgb(x, ws[:, self.num_conv])
+        y = y.to(torch.promote_types(y.dtype, torch.float32))  # the image in fp32 (or finer) under fp16
+        img = y if img is None else self.upsample_img(img) + y
         return x, img
 
 
@@ -174,16 +182,19 @@ class SynthesisNetwork(nn.Module):
     """ws (N, num_ws, w_dim) -> image (N, img_channels, R, R), roughly in [-1, 1]."""
 
     def __init__(self, resolution: int, w_dim: int = 512, img_channels: int = 3, channel_base: int = 16384,
-                 channel_max: int = 512, impl: str = "auto", conv_clamp: float | None = None):
+                 channel_max: int = 512, impl: str = "auto", conv_clamp: float | None = None,
+                 numerics: str = "legacy"):
         super().__init__()
         log2 = check_resolution(resolution)
+        self.numerics = check_numerics(numerics)
         self.resolution, self.w_dim, self.img_channels = resolution, w_dim, img_channels
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
         blocks = []
         for res in self.block_resolutions:
             in_ch = channels_at(res // 2, channel_base, channel_max) if res > 4 else 0
             out_ch = channels_at(res, channel_base, channel_max)
-            blocks.append(SynthesisBlock(in_ch, out_ch, w_dim, res, img_channels, impl=impl, conv_clamp=conv_clamp))
+            blocks.append(SynthesisBlock(in_ch, out_ch, w_dim, res, img_channels, impl=impl, conv_clamp=conv_clamp,
+                                         numerics=numerics))
         self.blocks = nn.ModuleList(blocks)
         # Block b reads ws[start_b : start_b + num_conv + 1]; consecutive blocks overlap by one.
         self.ws_starts = []
@@ -233,15 +244,20 @@ class Generator(nn.Module):
     ``G(z)`` = ``G.synthesis(G.mapping(z))``. z: (N, z_dim) ~ N(0, I); images: (N, 3, R, R) in
     about [-1, 1]. ``num_ws`` = 2 log2(R) - 2 copies of w feed the layers; style mixing
     swaps the copies after a random crossover point.
+
+    ``numerics``: 'official' computes what stylegan2-ada-pytorch's generator computes (so its
+    weights can be imported), 'legacy' linkgan's first dialect (linkgan.networks.layers).
     """
 
     def __init__(self, resolution: int = 32, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
                  mapping_lr_mul: float = 0.01, channel_base: int = 16384, channel_max: int = 512,
-                 img_channels: int = 3, modconv: str = "auto", conv_clamp: float | None = None):
+                 img_channels: int = 3, modconv: str = "auto", conv_clamp: float | None = None,
+                 numerics: str = "official"):
         super().__init__()
         self.z_dim, self.w_dim, self.resolution, self.img_channels = z_dim, w_dim, resolution, img_channels
+        self.numerics = check_numerics(numerics)
         self.synthesis = SynthesisNetwork(resolution, w_dim, img_channels, channel_base, channel_max,
-                                          impl=modconv, conv_clamp=conv_clamp)
+                                          impl=modconv, conv_clamp=conv_clamp, numerics=numerics)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, mapping_lr_mul)
 

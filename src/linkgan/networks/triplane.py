@@ -70,6 +70,7 @@ class TriplaneConfig:
     fine_samples: int = 24
     modconv: str = "auto"
     conv_clamp: float | None = None
+    numerics: str = "official"  # of the 2D layers (linkgan.networks.layers); 'legacy' for older checkpoints
 
     @property
     def image_resolution(self) -> int:
@@ -130,11 +131,12 @@ class SuperResolution2x(nn.Module):
     """
 
     def __init__(self, in_channels: int, channels: int, w_dim: int, out_resolution: int, impl: str = "auto",
-                 conv_clamp: float | None = None):
+                 conv_clamp: float | None = None, numerics: str = "official"):
         super().__init__()
-        self.conv0 = StyledConv(in_channels, channels, w_dim, out_resolution, up=True, impl=impl, conv_clamp=conv_clamp)
-        self.conv1 = StyledConv(channels, channels, w_dim, out_resolution, impl=impl, conv_clamp=conv_clamp)
-        self.torgb = ToRGB(channels, 3, w_dim, impl=impl)
+        layer = {"impl": impl, "conv_clamp": conv_clamp, "numerics": numerics}
+        self.conv0 = StyledConv(in_channels, channels, w_dim, out_resolution, up=True, **layer)
+        self.conv1 = StyledConv(channels, channels, w_dim, out_resolution, **layer)
+        self.torgb = ToRGB(channels, 3, w_dim, **layer)
 
     def forward(self, rgb: torch.Tensor, features: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
                 noise_repeats: int = 1) -> torch.Tensor:
@@ -158,12 +160,14 @@ class TriplaneGenerator(nn.Module):
         self.config = cfg
         self.z_dim, self.w_dim, self.c_dim = cfg.z_dim, cfg.w_dim, cfg.c_dim
         self.img_channels = 3
+        self.numerics = cfg.numerics
         self.resolution = cfg.image_resolution
         self.neural_resolution = cfg.neural_resolution
         if cfg.feature_channels < 3:
             raise ValueError(f"feature_channels must be at least 3 (RGB), got {cfg.feature_channels}")
         self.backbone = SynthesisNetwork(cfg.plane_resolution, cfg.w_dim, 3 * cfg.plane_channels, cfg.channel_base,
-                                         cfg.channel_max, impl=cfg.modconv, conv_clamp=cfg.conv_clamp)
+                                         cfg.channel_max, impl=cfg.modconv, conv_clamp=cfg.conv_clamp,
+                                         numerics=cfg.numerics)
         self.num_ws = self.backbone.num_ws
         self.mapping = CameraMappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers,
                                             cfg.mapping_lr_mul)
@@ -172,7 +176,7 @@ class TriplaneGenerator(nn.Module):
         if cfg.superresolution:
             self.superresolution = SuperResolution2x(cfg.feature_channels, cfg.sr_channels, cfg.w_dim,
                                                      cfg.image_resolution, impl=cfg.modconv,
-                                                     conv_clamp=cfg.conv_clamp)
+                                                     conv_clamp=cfg.conv_clamp, numerics=cfg.numerics)
 
     @classmethod
     def from_config(cls, config: dict | TriplaneConfig) -> TriplaneGenerator:
