@@ -1,12 +1,15 @@
-"""Export the toyfaces model that ships inside the package (src/linkgan/assets/).
+"""Export the toyfaces models that ship inside the package (src/linkgan/assets/).
 
-Takes G_ema of a LinkGAN run's checkpoint, stores it as float16 (half the size; loading casts
-back to float32) with the run's config, its training paths blanked, and checks the copy:
-the largest pixel difference against the float32 model on 64 seeds, and masked MSE of both
-on the same samples, so that the shipped model keeps the run's measured locality.
+Takes G_ema of a run's checkpoint (``--networks G_ema``), or G, D and G_ema for a base that
+users fine-tune (``--networks G,D,G_ema``), stores them as float16 (half the size; loading
+casts back to float32) with the run's config, its training paths blanked, and checks the
+copy: the largest pixel difference against the float32 model on 64 seeds, and masked MSE of
+both on the same samples, so that the shipped model keeps the run's measured locality.
 
-Usage (the shipped file came from the eyes_mouth arm of experiments/regularizer.py):
-  python experiments/export_pretrained.py --ckpt runs/reg/eyes_mouth/ckpt-000020000.safetensors \
+Usage (the runs are in docs/results/compat.md):
+  python experiments/export_pretrained.py --ckpt runs/toy32-official --networks G,D,G_ema \
+      --out src/linkgan/assets/toyfaces32-base.safetensors --measure 0
+  python experiments/export_pretrained.py --ckpt runs/toy32-eyes-mouth \
       --out src/linkgan/assets/toyfaces32-eyes-mouth.safetensors --measure 1000
 """
 
@@ -22,22 +25,25 @@ from linkgan.checkpoint import load_checkpoint, load_module, save_checkpoint
 from linkgan.config import RunConfig
 from linkgan.metrics import masked_mse_metric
 from linkgan.pipeline import LinkGANPipeline
-from linkgan.training import build_generator
+from linkgan.training import build_discriminator, build_generator
 
-SIZE_LIMIT = 10 * 1024 * 1024  # what the package may carry
+SIZE_LIMIT = 12 * 1024 * 1024  # per file; the wheel must stay under 30 MB with all of them
 
 
-def export(src: str, out: Path) -> Path:
+def export(src: str, out: Path, networks: list[str]) -> Path:
     ckpt = load_checkpoint(src)
     config = RunConfig.from_dict(ckpt.config, str(ckpt.path))
     # The run's own paths mean nothing on a user's machine.
     config.train.data, config.train.out, config.train.init = "", "", ""
-    G = build_generator(config.model)
-    load_module(G, ckpt, "G_ema")
+    nets = {}
+    for name in networks:
+        net = build_generator(config.model) if name.startswith("G") else build_discriminator(config.model)
+        load_module(net, ckpt, name)
+        nets[name] = net.half()
     state = {"kimg": ckpt.state.get("kimg"), "images_seen": ckpt.state.get("images_seen"),
-             "exported_from": f"{ckpt.path.parent.name}/{ckpt.path.name}", "weights": "G_ema, float16",
-             "exported_by": "experiments/export_pretrained.py"}
-    path = save_checkpoint(out, {"G_ema": G.half()}, config.to_dict(), state=state, with_rng=False)
+             "exported_from": f"{ckpt.path.parent.name}/{ckpt.path.name}",
+             "weights": f"{', '.join(networks)}, float16", "exported_by": "experiments/export_pretrained.py"}
+    path = save_checkpoint(out, nets, config.to_dict(), state=state, with_rng=False)
     path.chmod(0o644)  # package data: readable by everyone who installs it
     size = path.stat().st_size
     if size > SIZE_LIMIT:
@@ -52,7 +58,7 @@ def check(src: str, out: Path, measure: int) -> dict:
     diff = (full.generate(seeds, output="tensor") - shipped.generate(seeds, output="tensor")).abs()
     report = {"file": str(out), "bytes": out.stat().st_size,
               "max_abs_pixel_diff_vs_fp32": float(diff.max()), "mean_abs_pixel_diff_vs_fp32": float(diff.mean())}
-    if measure:
+    if measure and len(shipped.links):
         for name, pipe in (("fp32", full), ("shipped", shipped)):
             report[f"mse{measure}_{name}"] = masked_mse_metric(pipe.G, pipe.links, n=measure, batch=50)
     return report
@@ -63,9 +69,11 @@ def main() -> None:
     ap.add_argument("--ckpt", required=True, help="The LinkGAN run's checkpoint (or run directory).")
     ap.add_argument("--out", default="src/linkgan/assets/toyfaces32-eyes-mouth.safetensors")
     ap.add_argument("--measure", type=int, default=1000, help="Samples of masked MSE to compare (0: skip).")
+    ap.add_argument("--networks", default="G_ema", help="Comma-separated networks to ship: G_ema, or G,D,G_ema "
+                                                       "for a base that is fine-tuned.")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    out = export(args.ckpt, Path(args.out))
+    out = export(args.ckpt, Path(args.out), args.networks.split(","))
     print(json.dumps(check(args.ckpt, out, args.measure), indent=2))
 
 

@@ -3,11 +3,18 @@
 ``builtin:NAME`` is accepted wherever a checkpoint is (``LinkGANPipeline.load("builtin:toyfaces")``,
 ``linkgan generate --ckpt builtin:toyfaces``); ``pretrained_path(NAME)`` gives the file itself.
 
-  toyfaces   32 px StyleGAN2 (64 channels) on the procedural toyfaces data, with LinkGAN links
-             ``eyes`` (W axes [0, 64)) and ``mouth`` ([64, 128)): a 100.8-kimg vanilla model
-             fine-tuned 20 kimg with the regularizer (docs/results/regularizer.md, arm
-             eyes_mouth). Only G_ema, stored as float16 (loading casts it back to float32).
-             Written by experiments/export_pretrained.py.
+  toyfaces         32 px StyleGAN2 (64 channels, official numerics) on the procedural toyfaces data,
+                   with LinkGAN links ``eyes`` (W axes [0, 64)) and ``mouth`` ([64, 128)): toyfaces-base
+                   fine-tuned with the regularizer. G_ema only, stored as float16 (loading casts it back
+                   to float32).
+  toyfaces-base    the vanilla 32 px toyfaces generator that ``toyfaces`` was fine-tuned from, with
+                   everything fine-tuning needs (G, G_ema and D, float16): ``linkgan train --init
+                   builtin:toyfaces-base --links ...`` (what ``linkgan demo`` does).
+  toyfaces-legacy  the model shipped before the official numerics (linkgan's first StyleGAN2 dialect,
+                   ``numerics: legacy``): the eyes+mouth model behind docs/results/regularizer.md, kept
+                   so that those results stay reproducible.
+
+All three are written by experiments/export_pretrained.py (docs/results/compat.md has the runs).
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 
 BUILTIN_PREFIX = "builtin:"
-PRETRAINED = {"toyfaces": "toyfaces32-eyes-mouth.safetensors"}
+PRETRAINED = {"toyfaces": "toyfaces32-eyes-mouth.safetensors", "toyfaces-base": "toyfaces32-base.safetensors",
+              "toyfaces-legacy": "toyfaces32-eyes-mouth-legacy.safetensors"}
 DEFAULT_MODEL = "toyfaces"
 
 
