@@ -7,12 +7,15 @@ Measures, in one process so that the ratios are comparable:
   * the GFLOP/s of a large fp32 matmul (2048^2), the practical ceiling;
   * the same for each modulated-conv formulation, to justify ModulatedConv2d's 'auto' (the
     two take turns, ``--rounds`` rounds, median round);
+  * the official numerics (stylegan2-ada-pytorch's operators, ModelConfig.numerics) against
+    linkgan's legacy dialect: img/s of each, taking turns, and their ratio (target >= 0.9);
   * LinkGAN's cost: img/s with no link, one link (eyes) and four links (the image's
     quarters), the Glink phase every 8 steps (the default), and each one's time relative to
     no link. The three take turns, ``--rounds`` rounds of ``--steps`` steps, and the median
     round counts, so that a change of machine load hits them alike. The target is <= 1.15x.
 
 Usage: python benchmarks/train_speed.py [--res 32] [--batch 32] [--cmax 64] [--steps 16] [--rounds 5]
+                                       [--sections numerics,modconv,links]
 """
 
 import argparse
@@ -72,11 +75,11 @@ def matmul_gflops(n=2048, reps=10):
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def warm_trainer(args, modconv="auto", links=(), link_samples="all") -> Trainer:
+def warm_trainer(args, modconv="auto", links=(), link_samples="all", numerics="official") -> Trainer:
     """A trainer of the benchmark's model on random images, after two warm-up steps
     (allocator, first-call overheads)."""
     cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax,
-                                      modconv=modconv),
+                                      modconv=modconv, numerics=numerics),
                     train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device,
                                       link_samples=link_samples),
                     links=list(links))
@@ -138,6 +141,22 @@ def bench_links(args) -> dict:
                    "rounds_img_per_s": v} for name, v in speeds.items()}
 
 
+def bench_numerics(args) -> dict:
+    """img/s of the official and the legacy numerics (modconv auto, no link), measured in turns."""
+    trainers = {}
+    for numerics in ("official", "legacy"):
+        torch.manual_seed(0)
+        trainers[numerics] = warm_trainer(args, numerics=numerics)
+    speeds = {name: [] for name in trainers}
+    for k in range(args.rounds):
+        for name in (("official", "legacy") if k % 2 == 0 else ("legacy", "official")):
+            speeds[name].append(args.batch * args.steps / timed_steps(trainers[name], args.steps))
+    out = {name: {"img_per_s": statistics.median(v), "rounds_img_per_s": v} for name, v in speeds.items()}
+    out["official_vs_legacy"] = out["official"]["img_per_s"] / out["legacy"]["img_per_s"]
+    out["target"] = 0.9
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--res", type=int, default=32)
@@ -146,12 +165,27 @@ def main():
     p.add_argument("--steps", type=int, default=16, help="a multiple of the R1 interval (16)")
     p.add_argument("--device", default="auto")
     p.add_argument("--rounds", type=int, default=5, help="turns of the compared arms (median round counts)")
+    p.add_argument("--sections", default="numerics,modconv,links",
+                   help="comma-separated parts to run: numerics, modconv (with FLOPs), links")
     args = p.parse_args()
+    sections = set(args.sections.split(","))
     torch.manual_seed(0)
     peak = matmul_gflops()
     result = {"benchmark": "train_speed", "res": args.res, "batch": args.batch, "channels": args.cmax,
               "steps": args.steps, "threads": torch.get_num_threads(), "torch": torch.__version__,
               "machine": platform.processor() or platform.machine(), "matmul_2048_gflops_per_s": peak}
+    if "numerics" in sections:
+        result["numerics"] = bench_numerics(args)
+    if "modconv" in sections:
+        modconv_section(args, result, peak)
+    if "links" in sections:
+        result["links"] = bench_links(args)
+        result["link_overhead_target"] = 1.15
+    print(json.dumps(result, indent=2))
+
+
+def modconv_section(args, result: dict, peak: float) -> None:
+    """img/s, FLOPs and GFLOP/s of each modulated-conv formulation (official numerics), in turns."""
     flops, runs = None, {"scaled": [], "grouped": []}
     for k in range(args.rounds):  # the formulations take turns, in alternating order
         for impl in (("scaled", "grouped") if k % 2 == 0 else ("grouped", "scaled")):
@@ -166,9 +200,6 @@ def main():
     result["fastest_modconv"] = best
     result["img_per_s"] = result[f"modconv_{best}"]["img_per_s"]
     result["ratio_to_matmul"] = result[f"modconv_{best}"]["ratio_to_matmul"]
-    result["links"] = bench_links(args)
-    result["link_overhead_target"] = 1.15
-    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ copy: the largest pixel difference against the float32 model on 64 seeds, and ma
 both on the same samples, so that the shipped model keeps the run's measured locality.
 
 Usage (the runs are in docs/results/compat.md):
-  python experiments/export_pretrained.py --ckpt runs/toy32-official --networks G,D,G_ema \
+  python experiments/export_pretrained.py --ckpt runs/base32 --networks G,D,G_ema \
       --out src/linkgan/assets/toyfaces32-base.safetensors --measure 0
-  python experiments/export_pretrained.py --ckpt runs/toy32-eyes-mouth \
+  python experiments/export_pretrained.py --ckpt runs/eyes_mouth32 \
       --out src/linkgan/assets/toyfaces32-eyes-mouth.safetensors --measure 1000
 """
 
