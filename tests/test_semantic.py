@@ -12,6 +12,7 @@ from linkgan.cli import main
 from linkgan.partition import LatentPartition
 from linkgan.regions import RegionError, SemanticRegion
 from linkgan.regularizer import link_loss
+from linkgan.segment import trust_segmenter, untrust_segmenter
 
 RES, W = 16, 32
 
@@ -39,7 +40,9 @@ red = RedSegmenter()
 def red_spec(tmp_path, monkeypatch):
     (tmp_path / "redseg.py").write_text(RED_SEGMENTER)
     monkeypatch.syspath_prepend(str(tmp_path))
+    trust_segmenter("redseg:red")  # the test's own code names it, as a user's script would
     yield "redseg:red"
+    untrust_segmenter("redseg:red")
     sys.modules.pop("redseg", None)
 
 

@@ -167,6 +167,8 @@ def test_semantic_link_outline_is_each_images_own_mask(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "links.yaml").write_text("links:\n  - {name: light, region: {semantic: [bright], segmenter: "
                                          "'brightseg:bright'}, axes: 64}\n")
+    # A links file may name Python code only once the user trusts it (trust_segmenter).
+    monkeypatch.setattr("linkgan.segment.adapters._TRUSTED_SPECS", {"brightseg:bright"})
     pipe = LinkGANPipeline.load("builtin:toyfaces", device="cpu").use_links(tmp_path / "links.yaml")
     editor = Editor(pipe, out_dir=tmp_path / "web")
     outlines = []

@@ -79,6 +79,10 @@ def cmd_train(args) -> int:
         print("running:", " ".join(cmd), flush=True)
         return subprocess.run(cmd).returncode
     overrides = explicit_overrides(args)
+    if overrides.get("train", {}).get("segmenter"):
+        from .segment import trust_segmenter
+
+        trust_segmenter(overrides["train"]["segmenter"])  # typed by the user, so it may be code
     if args.resume:
         ckpt = load_checkpoint(args.resume)
         base = ckpt.config

@@ -56,16 +56,24 @@ class LinkGANPipeline:
     def use_links(self, links_file: str | Path, segmenter: str | None = None) -> "LinkGANPipeline":
         """Replaces the links with those of a links YAML file (e.g. to measure a vanilla model on
         the same partition as a LinkGAN model); ``segmenter`` serves semantic links that name
-        none. Returns self."""
+        none, and is trusted (trust_segmenter) as your own choice. Returns self."""
         from .partition import load_links_file
+        from .segment import trust_segmenter
+
+        if segmenter is not None:
+            trust_segmenter(segmenter)
 
         self.links = load_links_file(links_file, self.G.w_dim, self.G.resolution, segmenter=segmenter)
         return self
 
     def use_segmenter(self, segmenter: str) -> "LinkGANPipeline":
         """Makes every semantic link use ``segmenter`` (a path or ``module:attr``), e.g. when the
-        checkpoint was moved away from the segmenter file it was trained with. Returns self."""
+        checkpoint was moved away from the segmenter file it was trained with. ``segmenter`` is
+        trusted (trust_segmenter) as your own choice, even if it is code. Returns self."""
         from .partition import LatentPartition
+        from .segment import trust_segmenter
+
+        trust_segmenter(segmenter)
 
         specs = self.links.to_specs()
         for spec in specs:

@@ -423,14 +423,14 @@ def resolve_segmenter_spec(spec: str, base_dir: str | os.PathLike | None = None)
     ``package.module:attr`` specs (a Python callable) are returned unchanged, unless a file of
     that name exists. Absolute paths keep a checkpoint's links usable from any folder.
     """
-    from .segment.adapters import CALLABLE_PATTERN
+    from .segment.adapters import CALLABLE_PATTERN, normalize_spec
 
     p = Path(spec).expanduser()
     if base_dir is not None and not p.is_absolute():
         p = Path(base_dir).expanduser() / p
     if CALLABLE_PATTERN.fullmatch(spec) and not p.exists():
         return spec
-    return str(p.absolute())
+    return normalize_spec(p)
 
 
 class SemanticRegion(Region):
@@ -515,7 +515,9 @@ class SemanticRegion(Region):
                     "to the region, or pass --segmenter (train one with `linkgan segmenter train`)")
             from .segment import load_segmenter
 
-            model = load_segmenter(self.segmenter)
+            # Region specs come from files (links YAML, configs, checkpoints), so a segmenter that is
+            # code loads only when the user named it too (--segmenter, trust_segmenter).
+            model = load_segmenter(self.segmenter, named_by=f"semantic region {'+'.join(self.classes)}")
             model.class_ids(self.classes)  # unknown class names fail here, listing the known ones
             self._model = model
         return self._model

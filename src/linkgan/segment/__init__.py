@@ -6,7 +6,9 @@
     sky = seg.masks(images, ["sky"])                 # bool (N,H,W)
 
 - Segmenter / SegmenterError: the one interface and its error (base.py).
-- load_segmenter: built-in .safetensors, TorchScript, ONNX or module:attr (adapters.py).
+- load_segmenter: built-in .safetensors, TorchScript, ONNX or module:attr (adapters.py);
+  trust_segmenter: lets a file (a checkpoint, a links YAML) name one of the latter two, which
+  run code (otherwise refused; the CLI trusts its --segmenter values).
 - train_segmenter / evaluate_segmenter / export_segmenter: the built-in U-Net (unet.py)
   trained on any dataset with masks, measured, and exported.
 """
@@ -16,6 +18,8 @@ from .adapters import (
     OnnxSegmenter,
     TorchScriptSegmenter,
     load_segmenter,
+    trust_segmenter,
+    untrust_segmenter,
 )
 from .base import INPUT_CONVENTIONS, Segmenter, SegmenterError, parse_segmenter_info
 from .builtin import BuiltinSegmenter
@@ -39,6 +43,8 @@ __all__ = [
     "export_segmenter",
     "held_out_split",
     "load_segmenter",
+    "trust_segmenter",
+    "untrust_segmenter",
     "parse_segmenter_info",
     "train_segmenter",
 ]

@@ -154,15 +154,67 @@ def _from_python(spec: str, batch_size: int) -> Segmenter:
     return segmenter
 
 
-def load_segmenter(spec: str | Path, device: str | torch.device | None = None, batch_size: int = 64) -> Segmenter:
+# Segmenter specs that run code when loaded (TorchScript files, package.module:attr) and that the
+# user named in this process: on the command line (--segmenter) or in their own Python code. A spec
+# read from a file (a checkpoint's config, a links or --config YAML, a recipe) is loaded only if
+# it is data (.safetensors, .onnx) or is one of these.
+_TRUSTED_SPECS: set[str] = set()
+
+
+def normalize_spec(spec: str | Path) -> str:
+    """The spec as the regions store it: ``package.module:attr`` as is (unless such a file exists),
+    a file path made absolute."""
+    text = str(spec)
+    path = Path(text).expanduser()
+    if CALLABLE_PATTERN.fullmatch(text) and not path.exists():
+        return text
+    return str(path.absolute())
+
+
+def runs_code(spec: str | Path) -> bool:
+    """Whether loading ``spec`` runs code: a Python callable, or a TorchScript program."""
+    text = str(spec)
+    return Path(text).suffix.lower() in TORCHSCRIPT_SUFFIXES or bool(
+        CALLABLE_PATTERN.fullmatch(text) and not Path(text).exists())
+
+
+def trust_segmenter(spec: str | Path) -> str:
+    """Allows the segmenter ``spec`` to be loaded in this process even where a file names it (a
+    checkpoint trained with it, a links YAML). The CLI calls this for --segmenter; call it in your
+    own code for a TorchScript file or ``package.module:attr`` that a config names. Returns the
+    normalized spec."""
+    key = normalize_spec(spec)
+    _TRUSTED_SPECS.add(key)
+    return key
+
+
+def untrust_segmenter(spec: str | Path) -> None:
+    _TRUSTED_SPECS.discard(normalize_spec(spec))
+
+
+def is_trusted(spec: str | Path) -> bool:
+    return not runs_code(spec) or normalize_spec(spec) in _TRUSTED_SPECS
+
+
+def load_segmenter(spec: str | Path, device: str | torch.device | None = None, batch_size: int = 64,
+                   named_by: str | None = None) -> Segmenter:
     """A Segmenter from a spec: a .safetensors file written by train_segmenter, a TorchScript file
     (.pt .pth .ts .torchscript), an ONNX file (.onnx) or ``package.module:attr``.
 
     device: where the model runs; None or "auto" means CUDA when available, else the CPU.
     batch_size: larger batches are run in chunks of this many images.
+    named_by: where the spec came from when a file named it (e.g. "the checkpoint's links"); then
+    a spec that runs code is refused unless trust_segmenter() allowed it. Without it the caller is
+    the user's own code, which may load anything.
     Raises SegmenterError naming the file and the fix (missing file, unknown form, no class names).
     """
     text = str(spec)
+    if named_by is not None and not is_trusted(text):
+        kind = "a TorchScript program" if Path(text).suffix.lower() in TORCHSCRIPT_SUFFIXES else "Python code"
+        raise SegmenterError(
+            f"segmenter {text} is {kind}, named by {named_by}; linkgan never runs code because a file says so. "
+            f"If you trust it, name it yourself: --segmenter {text} on the command line, or "
+            f"linkgan.segment.trust_segmenter({text!r}) (or pipe.use_segmenter) in Python")
     path = Path(text)
     suffix = path.suffix.lower()
     file_kinds = {**dict.fromkeys(BUILTIN_SUFFIXES, BuiltinSegmenter.load),
