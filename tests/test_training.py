@@ -79,7 +79,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(image_folder, 
     trainer = Trainer(cfg, resume=tmp_path / "run", progress=False)
     with torch.no_grad():
         trainer.D.out.bias.fill_(float("nan"))
-    with pytest.raises(NonFiniteLossError, match="last good checkpoint is kept"):
+    with pytest.raises(NonFiniteLossError, match=f"The newest checkpoint, {good[-1]}, is from before it"):
         trainer.run()
     assert list_checkpoints(tmp_path / "run") == good
     load_checkpoint(good[-1])  # still readable
@@ -144,7 +144,8 @@ def test_config_file_and_flags_combine_with_flags_winning(image_folder, tmp_path
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(image_folder, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_save_a_checkpoint_and_exit_as_interrupted(image_folder, tmp_path, sig):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "linkgan", "train", "--data", str(image_folder), "--out", str(out),
            "--res", "16", "--z-dim", "32", "--w-dim", "32", "--map-layers", "2", "--cbase", "256", "--cmax", "32",
@@ -153,10 +154,10 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(image_folder, tmp_path):
     deadline = time.time() + 120
     while proc.poll() is None and not (out / "stats.jsonl").exists() and time.time() < deadline:  # wait until training runs
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
-    assert "Interrupted: saved" in stdout and "--resume" in stdout
+    assert proc.returncode == 128 + sig, stderr  # 130 / 143: a script can tell it from a finished run
+    assert f"Interrupted by {sig.name}: saved" in stdout and "--resume" in stdout
     ckpts = list_checkpoints(out)
     assert ckpts and load_checkpoint(ckpts[-1]).state["images_seen"] > 0
     assert not [p for p in os.listdir(out) if ".tmp" in p]

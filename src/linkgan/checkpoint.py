@@ -186,12 +186,22 @@ def load_module(module: nn.Module, ckpt: Checkpoint, prefix: str) -> None:
             parts.append(f"wrong shapes: {wrong[:3]}")
         raise CheckpointError(f"{ckpt.path}: '{prefix}' does not match the model built from its config: "
                               + "; ".join(parts))
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{ckpt.path}: '{prefix}' holds NaN or Inf in {len(bad)} tensors (e.g. {bad[:3]}); "
+                              "it would render nothing. Use an earlier checkpoint of the run")
     # Exported weights may be stored in float16 (the shipped models); the model computes in its own dtype.
     module.load_state_dict({k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in sd.items()})
 
 
 def load_optimizer(opt: torch.optim.Optimizer, ckpt: Checkpoint, name: str) -> None:
     """Restores an optimizer saved under ``name`` (its moments and hyper-parameters)."""
+    bad = [k for k, v in ckpt.tensors.items() if k.startswith(f"opt.{name}.") and v.is_floating_point()
+           and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{ckpt.path}: the optimizer state of '{name}' holds NaN or Inf (e.g. {bad[:2]}), so "
+                              "training would fail again at once. Resume from an earlier checkpoint of the run, or "
+                              "start a new run with --init from a checkpoint whose weights are finite")
     meta = ckpt.state.get("optimizers", {}).get(name)
     if meta is None:
         raise CheckpointError(f"{ckpt.path} holds no state for optimizer '{name}' (is it a weights-only export?)")

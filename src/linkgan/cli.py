@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 import typing
 from pathlib import Path
@@ -102,12 +103,15 @@ def cmd_train(args) -> int:
             raise ConfigError("links cannot change when resuming; start a new run with --init RUN --links ...")
         apply_link_options(config, args.links, args.link)
     result = train(config, resume=args.resume, progress=not args.no_progress)
+    # Interrupted runs exit as the signal's default action would report it (130 for SIGINT, 143
+    # for SIGTERM), so that a script or scheduler can tell them from a finished run.
+    status = 128 + (result.stop_signal or signal.SIGINT) if result.interrupted else 0
     if int(os.environ.get("RANK", "0")) > 0:
-        return 0
+        return status
     print(f"{'stopped' if result.interrupted else 'done'}: {result.images_seen / 1000:.2f} kimg, "
           f"checkpoint {result.checkpoint}")
     print(f"samples: {result.run_dir / 'samples-latest.png'}   tensorboard --logdir {result.run_dir}")
-    return 0
+    return status
 
 
 def apply_link_options(config: RunConfig, links_file: str | None, shorthands: list[str] | None) -> None:

@@ -54,14 +54,15 @@ class LossStats:
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or Inf; training stops and the last good checkpoint is kept."""
+    """A loss, the weights or the optimizer state became NaN or Inf; training stops without
+    writing a checkpoint, so the newest one on disk (if any) is from before it."""
 
 
 def check_finite(name: str, value: torch.Tensor, step: int) -> None:
     if not torch.isfinite(value).all():
         raise NonFiniteLossError(
-            f"loss '{name}' became {value.detach().flatten()[0].item()} at step {step}. Training stopped; the last "
-            "good checkpoint is kept. Lower the learning rates (--lr-g/--lr-d), raise --r1-gamma, or use fp32.")
+            f"loss '{name}' became {value.detach().flatten()[0].item()} at step {step}, so training stopped without "
+            "a checkpoint. Lower the learning rates (--lr-g/--lr-d), raise --r1-gamma, or use fp32.")
 
 
 class CompiledForward:

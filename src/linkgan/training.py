@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .checkpoint import (CheckpointError, Checkpoint, checkpoint_name, load_checkpoint, load_module,
-                         load_optimizer, prune_checkpoints, restore_rng, save_checkpoint)
+                         list_checkpoints, load_optimizer, prune_checkpoints, restore_rng, save_checkpoint)
 from .config import ConfigError, ModelConfig, RunConfig
 from .distributed import (DistEnv, all_gather_objects, average_gradients, average_tensors, barrier,
                           broadcast_module, init_distributed, rank_seed, shutdown)
@@ -107,6 +108,7 @@ class TrainResult:
     images_seen: int
     step: int
     interrupted: bool
+    stop_signal: int | None = None  # SIGINT or SIGTERM when interrupted
 
 
 def auto_r1_gamma(resolution: int, batch: int) -> float:
@@ -151,6 +153,7 @@ class Trainer:
         self.device = self.dist.device
         self.run_dir = Path(t.out)
         self.stop_requested = False
+        self.stop_signal: int | None = None
 
         resume_ckpt = load_checkpoint(resume) if resume else None
         init_ckpt = load_checkpoint(t.init) if (t.init and resume_ckpt is None) else None
@@ -217,6 +220,7 @@ class Trainer:
         self.step = 0
         self.images_seen = 0
 
+        self.resumed = resume_ckpt is not None
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
         elif init_ckpt is not None:
@@ -326,12 +330,57 @@ class Trainer:
         rng_states = all_gather_objects(torch.get_rng_state(), self.dist)
         extra.update({f"rng_rank{r}": s for r, s in enumerate(rng_states) if r > 0})
         path = self.run_dir / checkpoint_name(self.images_seen)
+        self._check_finite_state()
         if self.dist.is_main:
             path = save_checkpoint(path, {"G": self.G, "D": self.D, "G_ema": self.G_ema}, self.config.to_dict(),
                                    optimizers=self.optimizers, state=state, extra_tensors=extra)
             prune_checkpoints(self.run_dir, self.config.train.keep_ckpts)
         barrier(self.dist)
         return path
+
+    def _check_finite_state(self) -> None:
+        """Refuses to checkpoint NaN/Inf weights or optimizer moments (huge learning rates or
+        link weights can overflow Adam's moments while the losses stay finite): such a checkpoint
+        would fail again at once on resume, so the previous one stays the newest."""
+        bad = [f"{name}.{k}" for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema))
+               for k, v in net.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        for name, opt in self.optimizers.items():
+            bad += [f"optimizer {name} ({key})" for st in opt.state.values() for key, v in st.items()
+                    if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise NonFiniteLossError(f"the weights or optimizer state became NaN or Inf by step {self.step} "
+                                     f"(e.g. {', '.join(bad[:3])}), so no checkpoint was written. Lower the "
+                                     "learning rates (--lr-g/--lr-d) or the link weights.")
+
+    def _last_good(self) -> str:
+        ckpts = list_checkpoints(self.run_dir) if self.run_dir.is_dir() else []
+        if not ckpts:
+            return "No checkpoint of this run was written before it"
+        return f"The newest checkpoint, {ckpts[-1]}, is from before it: linkgan train --resume {self.run_dir}"
+
+    def _tidy_run_dir(self) -> None:
+        """On resume after a crash: removes temporary checkpoint files that a kill left behind,
+        and the stats.jsonl rows logged after the checkpoint resumed from (they are logged again)."""
+        for tmp in self.run_dir.glob(".ckpt-*.safetensors.tmp*"):
+            tmp.unlink(missing_ok=True)
+        stats = self.run_dir / "stats.jsonl"
+        if not (self.resumed and stats.is_file()):
+            return
+        kept, dropped = [], 0
+        for line in stats.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a row cut short by the kill
+                dropped += 1
+                continue
+            if isinstance(row, dict) and int(row.get("step", 0)) > self.step:
+                dropped += 1
+            else:
+                kept.append(line)
+        if dropped:
+            tmp = stats.with_name(stats.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, stats)
 
     def save_grid(self) -> Path:
         if self.is_3d:
@@ -425,6 +474,7 @@ class Trainer:
         main = self.dist.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._tidy_run_dir()
             self.config.save(self.run_dir / "config.yaml")
         total = int(round(t.kimg * 1000))
         tick_every = max(1, int(t.tick_kimg * 1000))
@@ -433,7 +483,9 @@ class Trainer:
         stats = LossStats()
         ckpt_path = None
         steps_done = 0
-        prev_handler = signal.signal(signal.SIGINT, self._request_stop)
+        # Ctrl-C and SIGTERM (what Slurm and Kubernetes send to preempt) both stop at the next step
+        # with a checkpoint.
+        prev_handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=total, initial=min(self.images_seen, total), unit="img", unit_scale=True,
                    dynamic_ncols=True, disable=not self.progress, mininterval=1.0,
                    desc=f"train {self.run_dir.name}")
@@ -464,15 +516,20 @@ class Trainer:
             self._log_grid(writer)
             if not self.stop_requested:
                 self._log_metrics(writer)
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(f"{e} {self._last_good()}.") from None
         finally:
-            signal.signal(signal.SIGINT, prev_handler)
+            for s, handler in prev_handlers.items():
+                signal.signal(s, handler)
             bar.close()
             if writer is not None:
                 writer.close()
         if self.stop_requested and main:
-            print(f"Interrupted: saved {ckpt_path} at {self.images_seen / 1000:.2f} kimg. "
+            name = signal.Signals(self.stop_signal).name if self.stop_signal else "a stop request"
+            print(f"Interrupted by {name}: saved {ckpt_path} at {self.images_seen / 1000:.2f} kimg. "
                   f"Resume with: linkgan train --resume {self.run_dir}")
-        return TrainResult(self.run_dir, ckpt_path, self.images_seen, self.step, self.stop_requested)
+        return TrainResult(self.run_dir, ckpt_path, self.images_seen, self.step, self.stop_requested,
+                           self.stop_signal if self.stop_requested else None)
 
     def _stop_agreed(self) -> bool:
         """Whether to stop now. With several processes every rank must stop at the same step
@@ -487,6 +544,7 @@ class Trainer:
         if self.stop_requested:  # a second Ctrl-C aborts at once
             raise KeyboardInterrupt
         self.stop_requested = True
+        self.stop_signal = signum
 
     def _log_tick(self, writer, stats: LossStats, speed: float) -> None:
         """Appends the tick's means (over all ranks) to stats.jsonl and TensorBoard; rank 0 writes."""
