@@ -290,7 +290,7 @@ def test_convert_folder_with_too_many_bad_files_fails_and_writes_nothing(tmp_pat
     assert not out.exists() and no_partial_files(out.parent)
 
 
-def test_convert_folder_tolerates_up_to_one_percent_bad_files_by_default(tmp_path):
+def test_convert_folder_tolerates_up_to_ten_percent_bad_files_by_default(tmp_path):
     src = tmp_path / "src"
     for i in range(100):
         save(src / f"{i:03d}.png", noise(6, 6, seed=i))
@@ -554,3 +554,20 @@ def test_fashion_mnist_reads_and_converts_the_installed_debian_files(tmp_path):
     ds = ImageDataset(out)
     assert len(ds) == 40 and ds[0].shape == (3, 16, 16)
     assert read_dataset_info(out)["class_labels"] == labels[:40].tolist()
+
+
+def test_dataset_convert_skips_and_reports_a_corrupt_file_and_the_threshold_is_a_flag(tmp_path, capsys):
+    from linkgan.cli import main
+
+    src = tmp_path / "src"
+    for i in range(60):
+        save(src / f"{i:03d}.png", noise(6, 6, seed=i))
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "data.zip"
+    assert main(["dataset", "convert", str(src), "--out", str(out), "--res", "8", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped broken.png:" in captured.err and "60 images, skipped 1" in captured.out
+    assert main(["dataset", "convert", str(src), "--out", str(tmp_path / "strict.zip"), "--res", "8",
+                 "--max-bad-fraction", "0", "--no-progress"]) == 2
+    assert "--max-bad-fraction" in capsys.readouterr().err
+    assert not (tmp_path / "strict.zip").exists() and no_partial_files(tmp_path)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import zipfile
 
 import pytest
 import torch
@@ -97,3 +99,38 @@ def test_a_checkpoint_with_nan_weights_is_refused_not_rendered_black(image_folde
         LinkGANPipeline.load(bad, device="cpu")
     assert main(["generate", "--ckpt", str(bad), "--seeds", "0", "--out", str(tmp_path / "g.png")]) == 2
     assert "holds NaN or Inf" in capsys.readouterr().err and not (tmp_path / "g.png").exists()
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_writing_a_dataset_leaves_nothing(tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real = zipfile.ZipFile.writestr
+
+    def fills_up(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            _no_space()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", fills_up)
+    out = tmp_path / "faces.zip"
+    assert main(["dataset", "toyfaces", "--out", str(out), "--n", "20", "--res", "16", "--workers", "1",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the archive (No space left on device)" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(image_folder, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    train(tiny_run(image_folder, run, kimg=0.016), progress=False)
+    before = list_checkpoints(run)
+    monkeypatch.setattr("safetensors.torch.save_file", _no_space)
+    assert main(["train", "--resume", str(run), "--kimg", "0.032", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "is unchanged" in err and "Traceback" not in err
+    assert list_checkpoints(run) == before and not list(run.glob(".*tmp*"))
+    load_checkpoint(before[-1])

@@ -66,6 +66,12 @@ def explicit_overrides(args: argparse.Namespace) -> dict:
 
 
 # --------------------------------------------------------------------------------------
+# Training options that a resumed run may change: its length, logging, checkpointing and where it
+# runs; the rest are the run's state (optimizers, losses, schedule) and would silently not apply.
+RESUME_MAY_CHANGE = ("kimg", "data", "workers", "device", "tick_kimg", "snapshot_kimg", "keep_ckpts", "metrics",
+                     "grid_size", "out")
+
+
 def cmd_train(args) -> int:
     from .checkpoint import load_checkpoint
     from .distributed import launched_by_torchrun, strip_option, torchrun_command
@@ -92,6 +98,13 @@ def cmd_train(args) -> int:
             if changed:
                 raise ConfigError(f"cannot change the architecture when resuming ({sorted(changed)}); "
                                   "start a new run with --init to fine-tune instead")
+        fixed = {k: v for k, v in overrides.get("train", {}).items()
+                 if k not in RESUME_MAY_CHANGE and base["train"].get(k) != v}
+        if fixed:
+            raise ConfigError(f"cannot change {', '.join('--' + k.replace('_', '-') for k in sorted(fixed))} when "
+                              "resuming (the run's optimizers and schedule hold the old values); options that may "
+                              f"change on resume: {', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)}. "
+                              "Start a new run with --init RUN to fine-tune with other settings")
         overrides.setdefault("train", {}).setdefault("out", str(ckpt.path.parent))
     else:
         base = RunConfig().to_dict()
@@ -341,8 +354,16 @@ def cmd_dataset(args) -> int:
     from . import data
 
     if args.kind == "convert":
-        report = data.convert_folder(args.src, args.out, res=args.res, progress=not args.no_progress)
-        print(f"wrote {args.out}: {report.get('written')} images, skipped {len(report.get('skipped', []))}")
+        import warnings
+
+        with warnings.catch_warnings():  # the skipped files are reported below, one per line
+            warnings.simplefilter("ignore")
+            report = data.convert_folder(args.src, args.out, res=args.res, progress=not args.no_progress,
+                                         max_bad_fraction=args.max_bad_fraction)
+        skipped = report.get("skipped", [])
+        for name in skipped:
+            print(f"skipped {name}: {report['reasons'].get(name, 'unreadable')}", file=sys.stderr)
+        print(f"wrote {args.out}: {report.get('written')} images, skipped {len(skipped)}")
         return 0
     if args.kind == "toyfaces":
         path = data.make_toyfaces(args.out, n=args.n, res=args.res, seed=args.seed, workers=args.workers,
@@ -381,6 +402,33 @@ def cmd_demo(args) -> int:
     run_demo(args.out, quick=args.quick, device=args.device, progress=not args.no_progress,
              from_scratch=args.from_scratch)
     return 0
+
+
+def _number_in(kind, low=None, high=None, low_ok=True):
+    """An argparse type: a finite int or float within [low, high] (above low when not low_ok)."""
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if low is not None and (value < low if low_ok else value <= low) or high is not None and value > high:
+            span = (f"from {low} to {high}" if high is not None else
+                    f"{'at least' if low_ok else 'above'} {low}")
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+SEED = _number_in(int, 0, 2 ** 32 - 1)  # numpy's RandomState seeds, as z_from_seeds uses
+COUNT = _number_in(int, 1)
+STEPS = _number_in(int, 0)
+PSI = _number_in(float, -10.0, 10.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -434,16 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
                                          "depth maps and part masks (a stand-in for posed FFHQ).")):
         k = dsub.add_parser(kind, help=help_text, description=help_text, formatter_class=fmt)
         k.add_argument("--out", required=True, help="Output archive (.zip).")
-        k.add_argument("--n", type=int, default=20000, help="Number of images.")
-        k.add_argument("--res", type=int, default=64, help="Resolution in pixels.")
-        k.add_argument("--seed", type=int, default=0, help="Dataset seed (same seed, same images).")
-        k.add_argument("--workers", type=int, default=None, help="Worker processes (default: all cores).")
+        k.add_argument("--n", type=COUNT, default=20000, help="Number of images.")
+        k.add_argument("--res", type=_number_in(int, 4, 4096), default=64, help="Resolution in pixels.")
+        k.add_argument("--seed", type=SEED, default=0, help="Dataset seed (same seed, same images).")
+        k.add_argument("--workers", type=COUNT, default=None, help="Worker processes (default: all cores).")
         k.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     fm = dsub.add_parser("fashion-mnist", help="Real photos from Debian's dataset-fashion-mnist package.",
                          description="Packs Fashion-MNIST (apt-get install dataset-fashion-mnist) as RGB images.",
                          formatter_class=fmt)
     fm.add_argument("--out", required=True, help="Output archive (.zip).")
-    fm.add_argument("--res", type=int, default=32, help="Resolution in pixels.")
+    fm.add_argument("--res", type=_number_in(int, 4, 4096), default=32, help="Resolution in pixels.")
     fm.add_argument("--split", default="train", choices=["train", "test", "all"], help="Which images to pack.")
     fm.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     cv = dsub.add_parser("convert", help="Pack a folder of images (png/jpg/webp, recursive) into an archive.",
@@ -452,7 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "files are skipped and reported.", formatter_class=fmt)
     cv.add_argument("src", help="Source folder.")
     cv.add_argument("--out", required=True, help="Output archive (.zip).")
-    cv.add_argument("--res", type=int, required=True, help="Resolution in pixels (a power of two).")
+    cv.add_argument("--res", type=_number_in(int, 4, 4096), required=True, help="Resolution in pixels (a power of two).")
+    cv.add_argument("--max-bad-fraction", type=_number_in(float, 0.0, 1.0), default=0.1,
+                    help="Skip and report unreadable or corrupt files, and fail only when more than this "
+                         "fraction of the files is bad.")
     cv.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     ds.set_defaults(func=cmd_dataset)
 
@@ -486,9 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt)
     g.add_argument("--ckpt", required=True, help="A run directory (its newest checkpoint) or a checkpoint file.")
     g.add_argument("--seeds", default="0-15", help="Seeds, e.g. '0-15' or '1,5,9'.")
-    g.add_argument("--trunc", type=float, default=1.0, help="Truncation psi (1 = none, 0.7 = typical).")
+    g.add_argument("--trunc", type=PSI, default=1.0, help="Truncation psi (1 = none, 0.7 = typical).")
     g.add_argument("--out", default="grid.png", help="A .png path for one grid, or a folder for one PNG per seed.")
-    g.add_argument("--cols", type=int, default=None, help="Grid columns (default: square-ish).")
+    g.add_argument("--cols", type=COUNT, default=None, help="Grid columns (default: square-ish).")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     g.set_defaults(func=cmd_generate)
 
@@ -500,20 +551,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ckpt", help="A run directory or a checkpoint file (with --recipe: the recipe's by default).")
     e.add_argument("--link", help="Name of the link to edit (see `linkgan info`).")
     e.add_argument("--seeds", default="0-3", help="Seeds of the images to edit.")
-    e.add_argument("--n", type=int, default=6, help="Variants per image.")
+    e.add_argument("--n", type=_number_in(int, 1, 256), default=6, help="Variants per image.")
     e.add_argument("--mode", default="resample", choices=["resample", "perturb"],
                    help="resample: the link's axes from a new w = mapping(z'); perturb: add STRENGTH * N(0, I).")
-    e.add_argument("--strength", type=float, default=1.0, help="Perturbation strength (--mode perturb).")
+    e.add_argument("--strength", type=_number_in(float, 0.0, 100.0), default=1.0, help="Perturbation strength (--mode perturb).")
     e.add_argument("--complement", action="store_true", help="Edit every axis except the link's (the region "
                                                              "should hold still).")
-    e.add_argument("--edit-seed", type=int, default=0, help="Seed of the random edits (same seed, same edits).")
-    e.add_argument("--transplant", type=int, metavar="SEED_B", help="Copy the link's axes from image SEED_B.")
+    e.add_argument("--edit-seed", type=SEED, default=0, help="Seed of the random edits (same seed, same edits).")
+    e.add_argument("--transplant", type=SEED, metavar="SEED_B", help="Copy the link's axes from image SEED_B.")
     e.add_argument("--interpolate", action="store_true", help="Write a looping GIF that interpolates the link's "
                                                               "axes towards --target-seed.")
-    e.add_argument("--target-seed", type=int, help="Interpolation target (default: first seed + 1).")
-    e.add_argument("--frames", type=int, default=30, help="GIF frames.")
-    e.add_argument("--fps", type=int, default=15, help="GIF frames per second.")
-    e.add_argument("--trunc", type=float, default=1.0, help="Truncation psi of images and resampled axes.")
+    e.add_argument("--target-seed", type=SEED, help="Interpolation target (default: first seed + 1).")
+    e.add_argument("--frames", type=_number_in(int, 2, 10000), default=30, help="GIF frames.")
+    e.add_argument("--fps", type=_number_in(int, 1, 100), default=15, help="GIF frames per second.")
+    e.add_argument("--trunc", type=PSI, default=1.0, help="Truncation psi of images and resampled axes.")
     e.add_argument("--links", help="Use the links of this YAML file instead of the model's (e.g. for a vanilla "
                                    "model).")
     e.add_argument("--segmenter", help="Segmenter for semantic links (a file or package.module:attr); overrides the one "
@@ -540,25 +591,25 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--out", required=True, help="Output folder.")
     inv.add_argument("--space", default="w+", choices=["w", "w+"], help="W: one w for all layers; W+: one per "
                                                                         "layer (closer reconstructions).")
-    inv.add_argument("--steps", type=int, default=200, help="Projector steps (0: the encoder's guess alone).")
+    inv.add_argument("--steps", type=STEPS, default=200, help="Projector steps (0: the encoder's guess alone).")
     inv.add_argument("--encoder", default="auto", help="Encoder file for the starting point; 'auto' uses "
                                                        "encoder.safetensors beside the checkpoint if present, "
                                                        "'none' starts from w_avg.")
     inv.add_argument("--pti", action="store_true", help="Pivotal tuning: then fine-tune a copy of the synthesis "
                                                         "network around the latent (stored in the latent file), "
                                                         "and report whether the links stay local.")
-    inv.add_argument("--pti-steps", type=int, default=100, help="Pivotal tuning steps.")
+    inv.add_argument("--pti-steps", type=STEPS, default=100, help="Pivotal tuning steps.")
     inv.add_argument("--align", default="center", choices=["center", "none"],
                      help="center: crop the centred square; none: resize the whole image.")
     inv.add_argument("--perceptual", default="auto", choices=["auto", "inception", "ssim"],
                      help="Perceptual term: Inception features (auto, when installed) or pixel + SSIM.")
     inv.add_argument("--no-noise", action="store_true", help="Keep the model's constant noise maps instead of "
                                                             "optimizing them (edits stay closer to the model).")
-    inv.add_argument("--wplus-weight", type=float, default=10.0,
+    inv.add_argument("--wplus-weight", type=_number_in(float, 0.0), default=10.0,
                      help="W+ only: penalty on the layers' ws straying from their mean, which keeps edits of the "
                           "inverted image local. 0 is StyleGAN2's free W+ (about 2 dB better reconstructions, "
                           "but edits of the links leak outside their regions).")
-    inv.add_argument("--seed", type=int, default=0, help="Seed of the projector's latent jitter.")
+    inv.add_argument("--seed", type=SEED, default=0, help="Seed of the projector's latent jitter.")
     inv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     inv.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
     inv.set_defaults(func=cmd_invert)
@@ -574,11 +625,11 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--out", help="Encoder file (default: encoder.safetensors beside the checkpoint, which "
                                   "`linkgan invert` then finds by itself).")
     et.add_argument("--space", default="w+", choices=["w", "w+"], help="Latent space to predict.")
-    et.add_argument("--kimg", type=float, default=20.0, help="Thousands of training images.")
-    et.add_argument("--batch", type=int, default=32, help="Batch size.")
-    et.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate.")
+    et.add_argument("--kimg", type=_number_in(float, 0.0, low_ok=False), default=20.0, help="Thousands of training images.")
+    et.add_argument("--batch", type=COUNT, default=32, help="Batch size.")
+    et.add_argument("--lr", type=_number_in(float, 0.0, low_ok=False), default=1e-3, help="Adam learning rate.")
     et.add_argument("--data", help="Real images (an archive or folder) to train on as well.")
-    et.add_argument("--seed", type=int, default=0, help="Random seed.")
+    et.add_argument("--seed", type=SEED, default=0, help="Random seed.")
     et.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     et.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     et.set_defaults(func=cmd_encoder)
@@ -617,9 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--ckpt", default="builtin:toyfaces", help="A run directory, a checkpoint file, or the toyfaces "
                                                              "model that ships with linkgan.")
     sv.add_argument("--host", default="127.0.0.1", help="Address to bind (0.0.0.0 exposes the editor to the network).")
-    sv.add_argument("--port", type=int, default=7860, help="Port.")
-    sv.add_argument("--trunc", type=float, default=1.0, help="Truncation psi of the seeds and resampled axes.")
-    sv.add_argument("--invert-steps", type=int, default=100, help="Projector steps for uploaded photos.")
+    sv.add_argument("--port", type=_number_in(int, 0, 65535), default=7860, help="Port.")
+    sv.add_argument("--trunc", type=PSI, default=1.0, help="Truncation psi of the seeds and resampled axes.")
+    sv.add_argument("--invert-steps", type=STEPS, default=100, help="Projector steps for uploaded photos.")
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
     sv.add_argument("--open", action="store_true", help="Open the page in a browser.")
     sv.set_defaults(func=cmd_serve)

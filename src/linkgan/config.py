@@ -216,6 +216,55 @@ class RunConfig:
         tmp.replace(path)
 
 
+# Allowed ranges of the numeric options, checked before anything is built or written:
+# (lowest, highest, lowest allowed itself). None leaves that side open; every float must be finite.
+_RANGES = {
+    "model": {"z_dim": (1, None, True), "w_dim": (1, None, True), "mapping_layers": (1, None, True),
+              "mapping_lr_mul": (0, None, False), "channel_base": (1, None, True), "channel_max": (1, None, True),
+              "mbstd_group": (1, None, True), "conv_clamp": (0, None, False), "plane_resolution": (4, None, True),
+              "plane_channels": (1, None, True), "decoder_hidden": (1, None, True), "feature_channels": (3, None, True),
+              "sr_channels": (1, None, True), "coarse_samples": (1, None, True), "fine_samples": (0, None, True)},
+    "train": {"kimg": (0, None, False), "batch": (1, None, True), "lr_g": (0, None, False), "lr_d": (0, None, False),
+              "beta1": (0, 1, True), "beta2": (0, 1, True), "r1_gamma": (0, None, True), "r1_interval": (0, None, True),
+              "pl_weight": (0, None, True), "pl_interval": (1, None, True), "pl_batch_shrink": (1, None, True),
+              "pl_decay": (0, 1, True), "style_mixing": (0, 1, True), "ema_kimg": (0, None, True),
+              "ema_rampup": (0, None, True), "workers": (0, None, True), "tick_kimg": (0, None, False),
+              "snapshot_kimg": (0, None, False), "keep_ckpts": (1, None, True), "grid_size": (1, 1024, True),
+              "link_interval": (1, None, True), "link_alpha": (0, None, False), "link_lambda_in": (0, None, True),
+              "link_lambda_out": (0, None, True), "link_batch": (1, None, True), "link_start_kimg": (0, None, True),
+              "link_ramp_kimg": (0, None, True), "link_lr": (0, None, False), "gpc_swap": (0, 1, True),
+              "link_fakes": (0, 1, True)},
+}
+
+
+def _flag(section_cls, name: str) -> str:
+    f = next((f for f in dataclasses.fields(section_cls) if f.name == name), None)
+    return (f.metadata.get("flag") if f is not None else None) or "--" + name.replace("_", "-")
+
+
+def validate_for_training(config: "RunConfig") -> None:
+    """Raises ConfigError naming the flag when a numeric option is out of its range (or NaN/Inf),
+    or the resolution is not a power of two from 16 to 1024; run before a run builds or writes
+    anything. Loading a checkpoint does not call it, so older configs stay readable."""
+    import math
+
+    res = config.model.resolution
+    if isinstance(res, bool) or not isinstance(res, int) or not 16 <= res <= 1024 or res & (res - 1):
+        raise ConfigError(f"--res must be a power of two from 16 to 1024, got {res!r}")
+    for section, ranges in _RANGES.items():
+        obj = getattr(config, section)
+        for name, (low, high, low_ok) in ranges.items():
+            value = getattr(obj, name, None)
+            if value is None:
+                continue
+            flag = _flag(type(obj), name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{flag} must be a finite number, got {value}")
+            if (value < low if low_ok else value <= low) or (high is not None and value > high):
+                bound = f"{'at least' if low_ok else 'above'} {low}" + (f" and at most {high}" if high else "")
+                raise ConfigError(f"{flag} must be {bound}, got {value}")
+
+
 def _float(v):
     # YAML 1.1 reads "1e-3" as a string; accept it where a float is expected.
     if isinstance(v, str):
@@ -229,7 +278,8 @@ def _float(v):
 def from_dict(cls, d: dict[str, Any], source: str = "config"):
     """Builds dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
     if not isinstance(d, dict):
-        raise ConfigError(f"{source}: expected a mapping of options, got {type(d).__name__}")
+        raise ConfigError(f"{source}: expected a mapping of options (model:, train:, links:), got "
+                          f"{type(d).__name__}")
     try:
         return dacite.from_dict(cls, d, config=dacite.Config(strict=True, type_hooks={float: _float}))
     except dacite.UnexpectedDataError as e:
@@ -251,6 +301,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML/JSON: {e}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path} holds a {type(data).__name__}; it must be a mapping of sections "
+                          "(model:, train:, links:), e.g. 'train: {kimg: 20}'")
     return data or {}
 
 

@@ -21,8 +21,13 @@ from .networks import Generator, z_from_seeds
 from .training import build_generator
 
 
+MAX_SEED = 2 ** 32 - 1  # numpy's RandomState, which z_from_seeds uses, takes seeds up to this
+MAX_SEEDS = 100_000  # per call: more would hold every image in memory; split the range instead
+
+
 def parse_seeds(spec) -> list[int]:
-    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]; an int or any iterable of ints passes through. Seeds are >= 0."""
+    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]; an int or any iterable of ints passes through.
+    Seeds are from 0 to 2**32 - 1, at most MAX_SEEDS of them."""
     if isinstance(spec, int):
         spec = [spec]
     if not isinstance(spec, str):
@@ -33,10 +38,14 @@ def parse_seeds(spec) -> list[int]:
             m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
             if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
                 raise ValueError(f"cannot read seeds {spec!r}: use non-negative integers and ranges like '0-15' or '1,5,9'")
-            lo = int(m.group(1))
-            seeds.extend(range(lo, int(m.group(2) or lo) + 1))
-    if not seeds or min(seeds) < 0:
-        raise ValueError(f"seeds must be a non-empty list of non-negative integers, got {spec!r}")
+            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+            if hi > MAX_SEED or len(seeds) + hi - lo + 1 > MAX_SEEDS:
+                raise ValueError(f"seeds {spec!r}: at most {MAX_SEEDS} seeds per call, each from 0 to {MAX_SEED}; "
+                                 "split a longer range over several calls")
+            seeds.extend(range(lo, hi + 1))
+    if not seeds or min(seeds) < 0 or max(seeds) > MAX_SEED or len(seeds) > MAX_SEEDS:
+        raise ValueError(f"seeds must be a non-empty list of at most {MAX_SEEDS} integers from 0 to {MAX_SEED}, "
+                         f"got {str(spec)[:80]!r}")
     return seeds
 
 

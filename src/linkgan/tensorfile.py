@@ -9,6 +9,7 @@ into one exception that names the file.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 
 
 class TensorFileError(ValueError):
-    """A file that is missing, unreadable, or not of the expected format."""
+    """A file that is missing, unreadable, not of the expected format, or cannot be written."""
 
 
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
@@ -31,6 +32,11 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: 
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+            raise
+        raise TensorFileError(f"cannot write {path} ({e.strerror}); the file there before, if any, is unchanged. "
+                              "Free some space or write elsewhere") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from .checkpoint import (CheckpointError, Checkpoint, checkpoint_name, load_checkpoint, load_module,
                          list_checkpoints, load_optimizer, prune_checkpoints, restore_rng, save_checkpoint)
-from .config import ConfigError, ModelConfig, RunConfig
+from .config import ConfigError, ModelConfig, RunConfig, validate_for_training
 from .distributed import (DistEnv, all_gather_objects, average_gradients, average_tensors, barrier,
                           broadcast_module, init_distributed, rank_seed, shutdown)
 from .images import make_grid, save_png, uint8_to_float
@@ -135,6 +135,7 @@ class Trainer:
         are uint8 (3, R, R) tensors (or tuples starting with one)."""
         self.config = config
         t = config.train
+        validate_for_training(config)
         if not t.data and dataset is None:
             raise ConfigError("no training data given: pass --data PATH (a dataset .zip or an image folder)")
         if t.batch < 1:

@@ -22,6 +22,7 @@ byte-identical archive.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -112,6 +113,10 @@ def _png_bytes(value, what: str, expect_mode: str) -> bytes:
         shape = "(H, W, 3)" if want_ndim == 3 else "(H, W)"
         raise ValueError(f"{what}: expected an array of shape {shape}, got {arr.shape}")
     return encode_png(arr)
+
+
+# Write failures that are the disk's, not a bug: full, over quota, file too large, read-only.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 class ArchiveWriter:
@@ -215,11 +220,11 @@ class ArchiveWriter:
     def abort(self) -> None:
         """Discard everything written so far."""
         if self._zip is not None:
-            try:
-                self._zip.close()
-            except Exception:
-                pass
-            self._file.close()
+            for close in (self._zip.close, self._file.close):
+                try:  # on a full disk closing flushes and fails too; the file is deleted regardless
+                    close()
+                except Exception:
+                    pass
             self._zip = None
         if self._tmp is not None and self._tmp.exists():
             self._tmp.unlink()
@@ -228,6 +233,9 @@ class ArchiveWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or self._tmp is None:
             self.abort()
+            if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
+                raise DatasetError(f"{self.out}: cannot write the archive ({exc.strerror}); nothing was written "
+                                   "and no partial file is left. Free some space or choose another --out") from None
             return
         if self.num_images == 0:
             self.abort()
@@ -240,8 +248,11 @@ class ArchiveWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._tmp, self.out)
-        except BaseException:
+        except BaseException as e:
             self.abort()
+            if isinstance(e, OSError) and e.errno in _DISK_ERRORS:
+                raise DatasetError(f"{self.out}: cannot write the archive ({e.strerror}); nothing was written "
+                                   "and no partial file is left. Free some space or choose another --out") from None
             raise
         self._zip = None
         self._tmp = None

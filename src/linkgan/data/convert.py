@@ -51,7 +51,7 @@ def _convert_chunk(args) -> list[tuple[str, bytes | None, bytes | None, str | No
     return out
 
 
-def convert_folder(src, out, res: int, progress: bool = True, max_bad_fraction: float = 0.01,
+def convert_folder(src, out, res: int, progress: bool = True, max_bad_fraction: float = 0.1,
                    workers: int = 1) -> dict[str, Any]:
     """Pack an image folder into a dataset archive at `out` (a .zip path), res x res.
 
@@ -124,7 +124,8 @@ def convert_folder(src, out, res: int, progress: bool = True, max_bad_fraction: 
                                     f"{src}: at least {len(skipped)} of {len(names)} files are unreadable or "
                                     f"corrupt (more than max_bad_fraction={max_bad_fraction:g}): "
                                     f"{name_list(skipped)}. First problem: {reasons[skipped[0]]} "
-                                    "Fix or delete them, or raise max_bad_fraction to skip them."
+                                    "Fix or delete them, or raise --max-bad-fraction (max_bad_fraction in Python) "
+                                    "to skip them."
                                 )
                         else:
                             writer.add(img_png, mask_png)

@@ -350,7 +350,8 @@ class ImageDataset(torch.utils.data.Dataset):
             raise DatasetError(
                 f"{self.path}: {len(bad)} of {len(names)} files are unreadable or corrupt "
                 f"(more than max_bad_fraction={max_bad_fraction:g}): {name_list(bad)}. "
-                "Delete or fix them, or raise max_bad_fraction to skip them."
+                "Delete or fix them, or pack the folder with `linkgan dataset convert`, which skips and "
+                "reports bad files (--max-bad-fraction)."
             )
         if bad:
             warnings.warn(
