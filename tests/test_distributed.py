@@ -120,3 +120,13 @@ def test_rank_shards_cover_the_global_batch(world):
     for _ in range(24 // world):
         got.extend(next(s) for s in streams)
     assert got == ref
+
+
+def test_gpus_with_an_indivisible_batch_is_refused_before_launching(image_folder, tmp_path, capsys):
+    from linkgan.cli import main
+
+    assert main(["train", "--gpus", "2", "--data", str(image_folder), "--out", str(tmp_path / "x"), "--res", "16",
+                 "--batch", "7"]) == 2
+    captured = capsys.readouterr()
+    assert "must divide evenly among the 2 processes" in captured.err and "running:" not in captured.out
+    assert not (tmp_path / "x").exists()

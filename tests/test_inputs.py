@@ -71,3 +71,33 @@ def test_resume_refuses_options_it_would_silently_ignore(image_folder, tmp_path,
     assert (run / "config.yaml").read_text() == before
     assert main(["train", "--resume", str(run), "--kimg", "0.024", "--snapshot-kimg", "1", "--no-progress"]) == 0
     assert load_checkpoint(run).state["images_seen"] == 24
+
+
+def test_training_above_the_data_resolution_says_so(tmp_path, capsys):
+    from linkgan.data import make_toyfaces
+
+    data = make_toyfaces(tmp_path / "faces16.zip", n=16, res=16, seed=0, workers=1, progress=False)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--res", "32", *TINY,
+                 "--kimg", "0.008"]) == 0
+    assert "holds 16-px images; training at 32 px upsamples every one" in capsys.readouterr().err
+
+
+def test_a_bug_keeps_its_traceback_while_bad_input_is_one_line(monkeypatch, tmp_path, capsys):
+    """Only InputError (and its kinds) becomes a one-line message; a ValueError from deep inside is a
+    bug and must surface as one."""
+    import linkgan.pipeline as pipeline
+    from linkgan.errors import InputError
+
+    def broken(*args, **kwargs):
+        raise ValueError("shapes (3,4) and (5,6) not aligned")
+
+    monkeypatch.setattr(pipeline.LinkGANPipeline, "save_images", broken)
+    with pytest.raises(ValueError, match="not aligned"):
+        main(["generate", "--ckpt", "builtin:toyfaces", "--seeds", "0", "--out", str(tmp_path / "g.png")])
+    assert main(["generate", "--ckpt", "builtin:nothing", "--out", str(tmp_path / "g.png")]) == 2
+    assert "no built-in model named 'nothing'" in capsys.readouterr().err
+    from linkgan.checkpoint import CheckpointError
+    from linkgan.config import ConfigError
+    from linkgan.data import DatasetError
+
+    assert all(issubclass(e, InputError) for e in (CheckpointError, ConfigError, DatasetError))

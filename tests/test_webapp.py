@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import sys
 import types
@@ -234,6 +235,42 @@ def test_bad_recipes_name_the_problem(pipe, tmp_path):
         render_recipe(pipe, {**good, "edits": [{"op": "resample", "link": "nose", "edit_seed": 1}]})
     path.write_text("{not json")
     assert main(["edit", "--recipe", str(path), "--out", str(tmp_path / "x.png")]) == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"truncation": 1e300}, "truncation must be from -10 to 10"),
+    ({"image": {"seed": 2 ** 64}}, "image.seed must be an integer from 0 to 4294967295"),
+    ({"edits": [{"op": "resample", "link": "eyes", "edit_seed": 1, "mix": 1.5}]}, r"edits\[0\].mix must be from 0 to 1"),
+    ({"edits": [{"op": "perturb", "link": "eyes", "edit_seed": 1, "strength": 1e308}]}, "strength must be from 0"),
+])
+def test_recipe_numbers_out_of_range_are_refused(pipe, tmp_path, capsys, change, message):
+    good = make_recipe(3, [{"op": "resample", "link": "eyes", "edit_seed": 1}], checkpoint="builtin:toyfaces")
+    path = tmp_path / "r.json"
+    path.write_text(recipe_json({**good, **change}))
+    assert main(["edit", "--recipe", str(path), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err and not (tmp_path / "x.png").exists()
+
+
+def test_recipe_latents_are_checked_for_values_shapes_and_depth(pipe, tmp_path, capsys):
+    ws = pipe.latents([5])
+    noise = [torch.zeros(1, 1, layer.resolution, layer.resolution) for layer in pipe.G.synthesis.noise_inputs()]
+    cases = []
+    bad_ws = ws.clone()
+    bad_ws[0, 0, 0] = float("nan")
+    cases.append((make_recipe(LatentImage(bad_ws), []), "image.latent.ws holds NaN or Inf"))
+    wrong = list(noise)
+    wrong[2] = torch.zeros(1, 1, 3, 5)
+    cases.append((make_recipe(LatentImage(ws, wrong), []), r"image.latent.noise\[2\] has shape \(1, 1, 3, 5\)"))
+    for i, (recipe, message) in enumerate(cases):
+        path = tmp_path / f"r{i}.json"
+        path.write_text(recipe_json(recipe))
+        assert main(["edit", "--recipe", str(path), "--ckpt", "builtin:toyfaces", "--out", str(tmp_path / "x.png")]) == 2
+        assert re.search(message, capsys.readouterr().err)
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["edit", "--recipe", str(path), "--out", str(tmp_path / "x.png")]) == 2
+    assert "nests its JSON too deeply" in capsys.readouterr().err
 
 
 # -- uploads -------------------------------------------------------------------------------------

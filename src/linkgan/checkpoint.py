@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import InputError
 from .tensorfile import TensorFileError, read_tensors, write_tensors
 
 FORMAT = "linkgan-checkpoint"
@@ -30,7 +31,7 @@ CKPT_PATTERN = re.compile(r"^ckpt-(\d+)\.safetensors$")
 LEGACY_NUMERICS = "legacy"  # ModelConfig.numerics of checkpoints that do not record it
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint is missing, corrupt, or does not fit the model; the message names the file."""
 
 

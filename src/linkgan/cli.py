@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, ModelConfig, RunConfig, TrainConfig, from_dict, load_config_file, merge_dicts
+from .errors import InputError
 from .segment.cli import add_segmenter_commands
 
 EPILOG_TRAIN = """examples:
@@ -79,12 +80,6 @@ def cmd_train(args) -> int:
 
     if args.gpus is not None and args.gpus < 1:
         raise ConfigError(f"--gpus must be at least 1, got {args.gpus}")
-    if args.gpus and args.gpus > 1 and not launched_by_torchrun():
-        import subprocess
-
-        cmd = torchrun_command(args.gpus, strip_option(args.argv, "--gpus"))
-        print("running:", " ".join(cmd), flush=True)
-        return subprocess.run(cmd).returncode
     overrides = explicit_overrides(args)
     if overrides.get("train", {}).get("segmenter"):
         from .segment import trust_segmenter
@@ -115,6 +110,23 @@ def cmd_train(args) -> int:
         if args.resume:
             raise ConfigError("links cannot change when resuming; start a new run with --init RUN --links ...")
         apply_link_options(config, args.links, args.link)
+    if args.gpus and args.gpus > 1 and not launched_by_torchrun():
+        # Checked here, before the launch: each process would refuse on its own, under a torchrun traceback.
+        from .config import validate_for_training
+
+        validate_for_training(config)
+        t = config.train
+        if t.batch % args.gpus:
+            raise ConfigError(f"--batch {t.batch} is the global batch and must divide evenly among the {args.gpus} "
+                              f"processes; use a multiple of {args.gpus}")
+        if (t.link_batch or t.batch) < args.gpus:
+            raise ConfigError(f"--link-batch {t.link_batch} is global and must give each of the {args.gpus} "
+                              "processes at least one sample")
+        import subprocess
+
+        cmd = torchrun_command(args.gpus, strip_option(args.argv, "--gpus"))
+        print("running:", " ".join(cmd), flush=True)
+        return subprocess.run(cmd).returncode
     result = train(config, resume=args.resume, progress=not args.no_progress)
     # Interrupted runs exit as the signal's default action would report it (130 for SIGINT, 143
     # for SIGTERM), so that a script or scheduler can tell them from a finished run.
@@ -171,10 +183,10 @@ def cmd_edit(args) -> int:
     if args.recipe:
         return cmd_edit_recipe(args)
     if not args.ckpt:
-        raise ValueError("give --ckpt RUN (a run directory or a checkpoint file), or --recipe FILE")
+        raise InputError("give --ckpt RUN (a run directory or a checkpoint file), or --recipe FILE")
     pipe = load_pipeline(args)
     if not args.link:
-        raise ValueError(f"give --link NAME; this model's links: {pipe.links.names or 'none (pass --links FILE)'}")
+        raise InputError(f"give --link NAME; this model's links: {pipe.links.names or 'none (pass --links FILE)'}")
     pipe.links[args.link]  # unknown names fail here, listing the known ones
     latent = None
     if args.latent:  # an inverted real image (`linkgan invert`) instead of seeds
@@ -220,7 +232,7 @@ def cmd_invert(args) -> int:
     if src.is_dir():
         files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            raise ValueError(f"{src} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise InputError(f"{src} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     elif src.is_file():
         files = [src]
     else:
@@ -294,7 +306,7 @@ def cmd_edit_recipe(args) -> int:
     recipe = load_recipe(args.recipe)
     args.ckpt = args.ckpt or recipe.get("checkpoint") or None
     if not args.ckpt:
-        raise ValueError(f"recipe {args.recipe} names no checkpoint; give --ckpt RUN")
+        raise InputError(f"recipe {args.recipe} names no checkpoint; give --ckpt RUN")
     image = render_recipe(load_pipeline(args), recipe)  # (1, 3, R, R), exactly as the editor showed it
     print(save_png(float_to_uint8(image)[0].permute(1, 2, 0).numpy(), Path(args.out)))
     return 0
@@ -679,8 +691,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .data import DatasetError
     from .fid import MetricsExtraError
     from .losses import NonFiniteLossError
 
@@ -689,8 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, DatasetError, NonFiniteLossError, ValueError, FileNotFoundError,
-            NotImplementedError, MetricsExtraError) as e:
+    # Bad input (InputError and its kinds: ConfigError, CheckpointError, DatasetError, ...) is one
+    # line and exit 2; anything else is a bug and keeps its traceback.
+    except (InputError, NonFiniteLossError, FileNotFoundError, NotImplementedError, MetricsExtraError) as e:
         print(f"linkgan {args.command}: error: {e}", file=sys.stderr)
         return 2
 

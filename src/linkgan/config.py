@@ -17,8 +17,10 @@ from typing import Any
 import dacite
 import yaml
 
+from .errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A config file or option is invalid; the message names the key and the fix."""
 
 

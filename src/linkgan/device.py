@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import InputError
+
 
 def select_device(spec: str | torch.device | None = "auto") -> torch.device:
     """'auto' (or None) -> cuda if available else cpu; 'cpu', 'cuda', 'cuda:N' as given.
@@ -15,5 +17,5 @@ def select_device(spec: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {spec!r} was requested but CUDA is not available here; use --device cpu or auto")
+        raise InputError(f"device {spec!r} was requested but CUDA is not available here; use --device cpu or auto")
     return device

@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .device import select_device
+from .errors import InputError
 from .images import float_to_uint8
 from .networks import z_from_seeds
 
@@ -216,7 +217,7 @@ def features_from_generator(G, n: int, *, batch: int = 32, seed: int = 0, trunca
     the PNG ``linkgan generate`` saves for seed + i).
     """
     if n < 1:
-        raise ValueError(f"n must be a positive number of images, got {n}")
+        raise InputError(f"n must be a positive number of images, got {n}")
     inception = inception or load_inception(device=device)
     g_device = next(G.parameters()).device
     feats = []
@@ -237,7 +238,7 @@ def dataset_indices(dataset, n: int | None = None, seed: int = 0) -> np.ndarray:
     if n is None or n >= dataset.num_raw:
         return np.arange(dataset.num_raw)
     if n < 1:
-        raise ValueError(f"n must be a positive number of images, got {n}")
+        raise InputError(f"n must be a positive number of images, got {n}")
     return np.sort(np.random.default_rng(seed).choice(dataset.num_raw, n, replace=False))
 
 
@@ -280,7 +281,7 @@ class _Moments:
 
     def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
         if self.count < 2:
-            raise ValueError(f"a mean and covariance need at least 2 images, got {self.count}")
+            raise InputError(f"a mean and covariance need at least 2 images, got {self.count}")
         mu = self.total / self.count
         sigma = (self.outer - self.count * np.outer(mu, mu)) / (self.count - 1)
         return mu, sigma
@@ -433,7 +434,7 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, num_subsets: i
         raise ValueError(f"features must be (N, D) and (M, D), got {real.shape} and {fake.shape}")
     m = min(len(real), len(fake), max_subset_size)
     if m < 2:
-        raise ValueError(f"KID needs at least 2 samples on each side, got {len(real)} real and {len(fake)} generated")
+        raise InputError(f"KID needs at least 2 samples on each side, got {len(real)} real and {len(fake)} generated")
     d = real.shape[1]
     rng = np.random.default_rng(seed)
 
@@ -487,10 +488,10 @@ def compute_fid_kid(G, dataset, names, *, device=None, progress: bool = False,
     for name in names:
         metric = parse_inception_metric(name)
         if metric is None:
-            raise ValueError(f"unknown metric {name!r}; FID/KID metrics are {METRIC_NAMES_HELP}")
+            raise InputError(f"unknown metric {name!r}; FID/KID metrics are {METRIC_NAMES_HELP}")
         metrics.append(metric)
     if G.resolution != dataset.resolution:
-        raise ValueError(f"the generator makes {G.resolution}px images but the dataset gives {dataset.resolution}px; "
+        raise InputError(f"the generator makes {G.resolution}px images but the dataset gives {dataset.resolution}px; "
                          f"open the dataset with resolution={G.resolution}")
     if inception is None or isinstance(inception, (str, os.PathLike)):
         inception = load_inception(inception, device)

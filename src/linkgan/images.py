@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import InputError
+
 
 def uint8_to_float(img: torch.Tensor) -> torch.Tensor:
     """uint8 (N,C,H,W) in [0,255] -> float32 in [-1, 1]."""
@@ -66,7 +68,7 @@ def save_png(array: np.ndarray, path: str | Path, upscale: int = 1) -> Path:
     return path
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(InputError):
     """A file or upload that cannot be used as an image (not an image, corrupt, too large)."""
 
 

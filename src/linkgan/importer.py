@@ -37,12 +37,13 @@ import torch
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .checkpoint import save_checkpoint
 from .config import ModelConfig, RunConfig
+from .errors import InputError
 
 IMPORT_FORMATS = ("stylegan2-ada-pytorch", "rosinality")
 STANDARD_FILTER = [1.0, 3.0, 3.0, 1.0]
 
 
-class ModelImportError(ValueError):
+class ModelImportError(InputError):
     """A file that cannot be imported: the message names the file and what is wrong with it."""
 
 

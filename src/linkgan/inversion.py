@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import InputError
 from .networks import Generator
 from .tensorfile import read_tensors, write_tensors
 
@@ -238,7 +239,7 @@ class Inversion:
         try:
             tensors, meta = _read_tensors(path, LATENT_FORMAT, "latent", "linkgan invert")
         except ValueError as e:
-            raise ValueError(f"{e}; a checkpoint goes to --ckpt, a latent to --latent") from None
+            raise InputError(f"{e}; a checkpoint goes to --ckpt, a latent to --latent") from None
         noise = [tensors[f"noise.{i}"].to(device) for i in range(int(meta.get("num_noise", 0)))] or None
         state = {k[len("synthesis."):]: v for k, v in tensors.items() if k.startswith("synthesis.")} or None
         return cls(ws=tensors["ws"].to(device), noise=noise, image=tensors.get("image"), target=tensors.get("target"),
@@ -249,10 +250,10 @@ class Inversion:
         """Raises a clear error when this latent cannot belong to G."""
         want = (1, G.num_ws, G.w_dim)
         if tuple(self.ws.shape) != want:
-            raise ValueError(f"the latent has shape {tuple(self.ws.shape)} but this model needs {want}: it was "
+            raise InputError(f"the latent has shape {tuple(self.ws.shape)} but this model needs {want}: it was "
                              f"inverted with another model ({self.info.get('checkpoint', 'unknown')})")
         if self.noise is not None and len(self.noise) != len(G.synthesis.noise_inputs()):
-            raise ValueError("the latent's noise maps do not match this model's layers")
+            raise InputError("the latent's noise maps do not match this model's layers")
 
 
 # ------------------------------------------------------------------------------ projector
@@ -302,7 +303,7 @@ def project(G: Generator, target: torch.Tensor, *, space: str = "w+", steps: int
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, not {space!r}")
     if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+        raise InputError(f"steps must be >= 0, got {steps}")
     device = next(G.parameters()).device
     target = target.to(device, torch.float32)
     if target.shape != (1, G.img_channels, G.resolution, G.resolution):
@@ -461,7 +462,7 @@ class LatentEncoder(nn.Module):
     def check_generator(self, G: Generator) -> None:
         c = self.config
         if (c["resolution"], c["num_ws"], c["w_dim"]) != (G.resolution, G.num_ws, G.w_dim):
-            raise ValueError(f"the encoder was trained for a {c['resolution']} px model with {c['num_ws']} x "
+            raise InputError(f"the encoder was trained for a {c['resolution']} px model with {c['num_ws']} x "
                              f"{c['w_dim']} latents, but this model is {G.resolution} px with {G.num_ws} x "
                              f"{G.w_dim}; train one for it with `linkgan encoder train`")
 

@@ -29,6 +29,7 @@ import re
 
 import torch
 
+from .errors import InputError
 from .networks import Generator
 from .partition import LatentPartition
 from .regularizer import masked_mse
@@ -48,7 +49,7 @@ def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, b
     """
     rank, world = (dist_env.rank, dist_env.world) if dist_env is not None else (0, 1)
     if len(partition) == 0:
-        raise ValueError("the model has no links; give --links links.yaml to measure a partition on it")
+        raise InputError("the model has no links; give --links links.yaml to measure a partition on it")
     device = device or next(G.parameters()).device
     res = G.resolution
     gen = torch.Generator().manual_seed(seed)
@@ -115,7 +116,7 @@ def parse_metric_names(spec: str) -> list[str]:
         m = MSE_PATTERN.match(name)
         if (m and int(m.group(1)) > 0) or _is_inception_metric(name):
             continue
-        raise ValueError(f"unknown metric {name!r}; available: {AVAILABLE}")
+        raise InputError(f"unknown metric {name!r}; available: {AVAILABLE}")
     return names
 
 
@@ -132,7 +133,7 @@ def compute_metrics(G: Generator, partition: LatentPartition, names: list[str], 
     inception_names = [n for n in names if _is_inception_metric(n)]
     if getattr(G, "c_dim", 0) and (inception_names or any(MSE_PATTERN.match(n) for n in names)):
         if inception_names:
-            raise ValueError(f"{', '.join(inception_names)}: FID/KID are not available for 3D models yet")
+            raise InputError(f"{', '.join(inception_names)}: FID/KID are not available for 3D models yet")
         from .threed import masked_mse_metric_3d  # RGB and depth, averaged over views
 
         for name in names:
@@ -151,7 +152,7 @@ def compute_metrics(G: Generator, partition: LatentPartition, names: list[str], 
         from .fid import compute_fid_kid
 
         if data is None:
-            raise ValueError(f"{', '.join(inception_names)} compare generated images with real ones; give the "
+            raise InputError(f"{', '.join(inception_names)} compare generated images with real ones; give the "
                              "dataset (--data X.zip)")
         dataset = data if isinstance(data, ImageDataset) else ImageDataset(data, resolution=G.resolution)
         out.update(compute_fid_kid(G, dataset, inception_names, device=device, progress=progress,

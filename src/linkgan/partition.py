@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import InputError
 from .regions import Region, RegionError, SemanticRegion, masks_overlap, parse_region_shorthand, region_from_spec
 
 __all__ = [
@@ -50,7 +51,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _AXES_HELP = "an integer n (the next free block of n channels) or a range [start, stop] / \"start:stop\""
 
 
-class LinkError(ValueError):
+class LinkError(InputError):
     """A link or a partition is invalid; the message names the link(s) and the fix.
 
     Problems with a link's region itself raise ``RegionError`` (also a ValueError), with

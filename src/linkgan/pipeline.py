@@ -16,6 +16,7 @@ import torch
 from .checkpoint import load_checkpoint, load_module
 from .config import RunConfig
 from .device import select_device
+from .errors import InputError
 from .images import float_to_uint8, make_grid, save_png, to_pil
 from .networks import Generator, z_from_seeds
 from .training import build_generator
@@ -37,14 +38,14 @@ def parse_seeds(spec) -> list[int]:
         for part in str(spec).replace(" ", "").split(","):
             m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
             if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-                raise ValueError(f"cannot read seeds {spec!r}: use non-negative integers and ranges like '0-15' or '1,5,9'")
+                raise InputError(f"cannot read seeds {spec!r}: use non-negative integers and ranges like '0-15' or '1,5,9'")
             lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
             if hi > MAX_SEED or len(seeds) + hi - lo + 1 > MAX_SEEDS:
-                raise ValueError(f"seeds {spec!r}: at most {MAX_SEEDS} seeds per call, each from 0 to {MAX_SEED}; "
+                raise InputError(f"seeds {spec!r}: at most {MAX_SEEDS} seeds per call, each from 0 to {MAX_SEED}; "
                                  "split a longer range over several calls")
             seeds.extend(range(lo, hi + 1))
     if not seeds or min(seeds) < 0 or max(seeds) > MAX_SEED or len(seeds) > MAX_SEEDS:
-        raise ValueError(f"seeds must be a non-empty list of at most {MAX_SEEDS} integers from 0 to {MAX_SEED}, "
+        raise InputError(f"seeds must be a non-empty list of at most {MAX_SEEDS} integers from 0 to {MAX_SEED}, "
                          f"got {str(spec)[:80]!r}")
     return seeds
 
@@ -194,7 +195,7 @@ class LinkGANPipeline:
         from .editing import edit_latents
 
         if seed is None and latent is None:
-            raise ValueError("give the image to edit: seed=N or latent=ws")
+            raise InputError("give the image to edit: seed=N or latent=ws")
         if latent is not None:
             ws = self._ws(latent, truncation)
             original = None
@@ -270,7 +271,7 @@ class LinkGANPipeline:
             encoder = LatentEncoder.load(encoder, self.device)
         steps = 200 if steps is None else int(steps)
         if steps == 0 and encoder is None:
-            raise ValueError("steps=0 needs an encoder (train one with `linkgan encoder train`)")
+            raise InputError("steps=0 needs an encoder (train one with `linkgan encoder train`)")
         init = None
         if encoder is not None:
             encoder.check_generator(self.G)
@@ -300,7 +301,7 @@ class LinkGANPipeline:
 
         if target_seed is None:
             if not isinstance(seed, int):
-                raise ValueError("interpolating from a latent needs target_seed (a seed or a latent)")
+                raise InputError("interpolating from a latent needs target_seed (a seed or a latent)")
             target_seed = int(seed) + 1
         target = self._ws(target_seed, truncation)
         imgs = self.synthesize(interpolation_latents(self.links, self._ws(seed, truncation), target, link, frames),

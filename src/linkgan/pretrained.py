@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import InputError
+
 BUILTIN_PREFIX = "builtin:"
 PRETRAINED = {"toyfaces": "toyfaces32-eyes-mouth.safetensors", "toyfaces-base": "toyfaces32-base.safetensors",
               "toyfaces-legacy": "toyfaces32-eyes-mouth-legacy.safetensors"}
@@ -30,7 +32,7 @@ DEFAULT_MODEL = "toyfaces"
 def pretrained_path(name: str = DEFAULT_MODEL) -> Path:
     """The file of the shipped model ``name`` (one of ``PRETRAINED``)."""
     if name not in PRETRAINED:
-        raise ValueError(f"no built-in model named {name!r}; built-in models: {', '.join(sorted(PRETRAINED))}")
+        raise InputError(f"no built-in model named {name!r}; built-in models: {', '.join(sorted(PRETRAINED))}")
     path = Path(__file__).resolve().parent / "assets" / PRETRAINED[name]
     if not path.is_file():
         raise FileNotFoundError(f"the built-in model {name!r} should be at {path} but is missing; reinstall "

@@ -37,13 +37,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import InputError
+
 RECIPE_FORMAT = "linkgan-recipe"
 RECIPE_VERSION = 1
 EDIT_OPS = ("resample", "perturb", "transplant")
 _EDIT_KEYS = {"resample": ("edit_seed",), "perturb": ("edit_seed", "strength"), "transplant": ("seed",)}
 
 
-class RecipeError(ValueError):
+class RecipeError(InputError):
     """A recipe that cannot be read or does not fit the model; the message names the field."""
 
 
@@ -85,9 +87,13 @@ def decode_tensor(d, where: str) -> torch.Tensor:
     try:
         raw = base64.b64decode(d["float32"], validate=True)
         shape = [int(s) for s in d["shape"]]
+        if any(s < 0 for s in shape) or len(shape) > 8:
+            raise ValueError(f"shape {shape} is not a tensor shape")
         arr = np.frombuffer(raw, dtype="<f4").reshape(shape)
     except (ValueError, TypeError) as e:
         raise RecipeError(f"{where}: cannot decode the tensor ({e})") from None
+    if not np.isfinite(arr).all():
+        raise RecipeError(f"{where} holds NaN or Inf values")
     return torch.from_numpy(arr.astype(np.float32))
 
 
@@ -120,6 +126,8 @@ def load_recipe(path: str | Path) -> dict:
         raise RecipeError(f"cannot read recipe {path}: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RecipeError(f"recipe {path} is not JSON ({e}); the web editor's 'Download recipe' writes one") from None
+    except RecursionError:
+        raise RecipeError(f"recipe {path} nests its JSON too deeply to be a recipe") from None
     try:
         check_recipe(recipe)
     except RecipeError as e:
@@ -130,15 +138,20 @@ def load_recipe(path: str | Path) -> dict:
     return recipe
 
 
-def _number(value, where: str) -> float:
+MAX_SEED = 2 ** 32 - 1  # numpy's RandomState, which draws every z, takes seeds up to this
+
+
+def _number(value, where: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RecipeError(f"{where} must be a finite number, got {value!r}")
+        raise RecipeError(f"{where} must be a finite number, got {str(value)[:40]}")
+    if not low <= value <= high:
+        raise RecipeError(f"{where} must be from {low:g} to {high:g}, got {value:g}")
     return float(value)
 
 
 def _seed(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise RecipeError(f"{where} must be a non-negative integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise RecipeError(f"{where} must be an integer from 0 to {MAX_SEED}, got {str(value)[:40]}")
     return value
 
 
@@ -152,7 +165,7 @@ def check_recipe(recipe, links=None) -> None:
     if not isinstance(version, int) or version > RECIPE_VERSION:
         raise RecipeError(f"version {version!r} is not one this linkgan reads (up to {RECIPE_VERSION}); "
                           f"upgrade linkgan")
-    _number(recipe.get("truncation", 1.0), "truncation")
+    _number(recipe.get("truncation", 1.0), "truncation", -10.0, 10.0)
     img = recipe.get("image")
     if not isinstance(img, dict) or sum(k in img for k in ("seed", "latent", "latent_file")) != 1:
         raise RecipeError("image must hold exactly one of seed, latent or latent_file, e.g. {\"seed\": 7}")
@@ -188,8 +201,8 @@ def check_recipe(recipe, links=None) -> None:
         if "seed" in e:
             _seed(e["seed"], f"{where}.seed")
         if "strength" in e:
-            _number(e["strength"], f"{where}.strength")
-        _number(e.get("mix", 1.0), f"{where}.mix")
+            _number(e["strength"], f"{where}.strength", 0.0, 100.0)
+        _number(e.get("mix", 1.0), f"{where}.mix", 0.0, 1.0)
         unknown = set(e) - {"op", "link", "mix", *_EDIT_KEYS[op]}
         if unknown:
             raise RecipeError(f"{where} has unknown key(s) {sorted(unknown)}")
@@ -224,6 +237,16 @@ def recipe_image(recipe: dict, pipe) -> int | LatentImage:
     if image.noise is not None and len(image.noise) != len(G.synthesis.noise_inputs()):
         raise RecipeError(f"image latent has {len(image.noise)} noise maps but this model has "
                           f"{len(G.synthesis.noise_inputs())} noise layers: it belongs to another model")
+    for i, (n, layer) in enumerate(zip(image.noise or [], G.synthesis.noise_inputs())):
+        r = layer.resolution
+        try:
+            torch.broadcast_shapes(tuple(n.shape), (1, 1, r, r))
+            ok = n.dim() <= 4 and n.numel() <= r * r
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise RecipeError(f"image.latent.noise[{i}] has shape {tuple(n.shape)}; this model's layer {i} takes a "
+                              f"{r}x{r} map (shape (1, 1, {r}, {r}))")
     return image
 
 

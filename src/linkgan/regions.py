@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
+
 __all__ = [
     "REGION_KINDS",
     "BoxRegion",
@@ -60,7 +62,7 @@ _COORDS_HELP = ("region coordinates are fractions of the image in [0, 1] "
                 "(x to the right, y down, (0, 0) the top-left corner)")
 
 
-class RegionError(ValueError):
+class RegionError(InputError):
     """A region is malformed, lies outside the image, or is empty; the message says how to fix it."""
 
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
+from .errors import InputError
 
-class TensorFileError(ValueError):
+
+class TensorFileError(InputError):
     """A file that is missing, unreadable, not of the expected format, or cannot be written."""
 
 

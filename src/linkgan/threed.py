@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ConfigError, ModelConfig
+from .errors import InputError
 from .losses import StyleGAN2Loss
 from .networks import (
     CameraDiscriminator,
@@ -320,7 +321,7 @@ def region_masks_for_view(partition: LatentPartition, name: str, camera: torch.T
     if getattr(region, "is_volume", False):
         return region.ray_masks(camera.reshape(1, 25).cpu(), res)[0]
     if not region.is_fixed:
-        raise ValueError(f"link '{name}': semantic regions are not supported on 3D models yet")
+        raise InputError(f"link '{name}': semantic regions are not supported on 3D models yet")
     return region.mask(res)
 
 
@@ -339,7 +340,7 @@ def masked_mse_metric_3d(G, partition: LatentPartition, n: int = 1000, batch: in
     from tqdm.auto import tqdm
 
     if len(partition) == 0:
-        raise ValueError("the model has no links; give --links links.yaml to measure a partition on it")
+        raise InputError("the model has no links; give --links links.yaml to measure a partition on it")
     device = device or next(G.parameters()).device
     cfg = G.config
     views = view_cameras(G, yaws, pitch, device)
@@ -443,7 +444,7 @@ class TriplanePipeline(_pipeline_base()):
         from .images import to_pil
 
         if seed is None and latent is None:
-            raise ValueError("give the image to edit: seed=N or latent=ws")
+            raise InputError("give the image to edit: seed=N or latent=ws")
         ws = self._ws(latent, truncation) if latent is not None else self.latents([int(seed)], truncation)
         variants = edit_latents(self.mapping_view, self.links, ws, link, n, mode, strength, truncation, complement,
                                 edit_seed)[0]

@@ -9,6 +9,7 @@ import copy
 import json
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +167,11 @@ class Trainer:
         if dataset is None:
             from .data import ImageDataset
             dataset = ImageDataset(t.data, resolution=m.resolution, xflip=t.xflip, return_cameras=m.kind == "3d")
+            stored = dataset.info.get("resolution") if dataset.trusted else None
+            if isinstance(stored, int) and stored < m.resolution and self.dist.is_main:
+                print(f"note: {t.data} holds {stored}-px images; training at {m.resolution} px upsamples every one "
+                      f"(the model cannot learn detail finer than the data's). Use --res {stored}, or data made at "
+                      f"{m.resolution} px.", file=sys.stderr)
         self.dataset = dataset
         self.is_3d = m.kind == "3d"
         if self.is_3d:

@@ -1,7 +1,9 @@
 """The one exception type for problems with a user's data."""
 
+from ..errors import InputError
 
-class DatasetError(ValueError):
+
+class DatasetError(InputError):
     """A dataset, archive or image file cannot be used as given.
 
     The message always names the offending path (or archive member) and says

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..errors import InputError
 from ..images import make_grid
 
 # Distinct colours for class ids 0..15; later ids cycle through a hue wheel.
@@ -36,7 +37,7 @@ def dataset_preview(dataset, n: int = 64, cols: int = 8, masks: bool = False) ->
     n = min(n, len(dataset))
     if masks:
         if not dataset.has_masks:
-            raise ValueError(f"{dataset.path}: the dataset has no masks to preview")
+            raise InputError(f"{dataset.path}: the dataset has no masks to preview")
         tiles = [colorize_mask(dataset[i][1], len(dataset.classes)) for i in range(n)]
     else:
         tiles = [dataset[i] if not dataset.return_masks else dataset[i][0] for i in range(n)]

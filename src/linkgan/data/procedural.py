@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from .archive import write_archive
 from .images import encode_png
 
@@ -274,11 +275,11 @@ def _render_chunk(args) -> list[tuple[bytes, bytes]]:
 def check_render_args(n, res, seed, workers) -> tuple[int, int, int, int]:
     """Validated (n, res, seed, workers) of a procedural dataset; workers=None means every CPU core."""
     if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n (number of images) must be a positive integer, got {n!r}")
+        raise InputError(f"n (number of images) must be a positive integer, got {n!r}")
     if not isinstance(res, (int, np.integer)) or res < 8:
-        raise ValueError(f"res must be an integer >= 8, got {res!r}")
+        raise InputError(f"res must be an integer >= 8, got {res!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     n = int(n)
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     return n, int(res), int(seed), max(1, min(workers, n))

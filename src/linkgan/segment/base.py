@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
+
 # How images are scaled before they reach the model:
 #   minus_one_one  as given, [-1, 1] (the GAN's own range)
 #   zero_one       [0, 1]
@@ -29,7 +31,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _PROBABILITY_TOLERANCE = 1e-3
 
 
-class SegmenterError(ValueError):
+class SegmenterError(InputError):
     """A segmenter cannot be loaded or used as given; the message names the file or input and the fix.
 
     A ValueError, so the CLI prints it as a one-line error (exit code 2).

@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset
+from ..errors import InputError
 from .base import Segmenter, SegmenterError
 from .train import held_out_split, to_minus_one_one
 
@@ -61,7 +62,7 @@ def evaluate_segmenter(segmenter: Segmenter, data, split: str = "val", val_fract
         split_seed = seed if seed is not None else training.get("seed", 0)
         indices = held_out_split(len(dataset), fraction, split_seed)[1].tolist()
         if not indices:
-            raise ValueError(f"{dataset.path}: the val split is empty (val_fraction={fraction}); use split='all'")
+            raise InputError(f"{dataset.path}: the val split is empty (val_fraction={fraction}); use split='all'")
 
     c = len(dataset.classes)
     confusion = torch.zeros(c, c, dtype=torch.long)  # [truth, prediction]

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ..data import ImageDataset
 from ..device import select_device
+from ..errors import InputError
 from .builtin import BuiltinSegmenter
 from .unet import UNet, UNetConfig
 
@@ -21,11 +22,11 @@ def held_out_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, 
     """(train, val) indices of n images: val is the last round(n * val_fraction) of a permutation seeded by
     `seed`, so the same n, fraction and seed always give the same split."""
     if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     order = np.random.default_rng(seed).permutation(n)
     n_val = round(n * val_fraction)
     if n - n_val < 1:
-        raise ValueError(f"{n} images leave none to train on with val_fraction={val_fraction}")
+        raise InputError(f"{n} images leave none to train on with val_fraction={val_fraction}")
     return np.sort(order[:n - n_val]), np.sort(order[n - n_val:])
 
 

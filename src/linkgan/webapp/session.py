@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from ..errors import InputError
 from ..images import to_pil
 from ..recipe import LatentImage, edited_latents, make_recipe, recipe_json, render_latents
 
@@ -38,7 +39,7 @@ DISPLAY_SIZE = 384                   # the edited image is shown at about this m
 LINK_COLOURS = ((0, 220, 255), (255, 64, 160), (255, 200, 0), (80, 255, 80), (170, 120, 255), (255, 120, 40))
 
 
-class EditorError(ValueError):
+class EditorError(InputError):
     """A user's action that cannot be done; the message is shown in the page."""
 
 
