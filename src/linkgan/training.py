@@ -354,6 +354,7 @@ class Trainer:
         for name, opt in self.optimizers.items():
             bad += [f"optimizer {name} ({key})" for st in opt.state.values() for key, v in st.items()
                     if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+        bad = list(dict.fromkeys(bad))
         if bad:
             raise NonFiniteLossError(f"the weights or optimizer state became NaN or Inf by step {self.step} "
                                      f"(e.g. {', '.join(bad[:3])}), so no checkpoint was written. Lower the "
