@@ -218,34 +218,14 @@ def rosinality_case(path: Path, res: int, multiplier: int, tmp: Path, dtype=torc
 
 
 # ------------------------------------------------------------------------------ speed
-class RandomImages(torch.utils.data.Dataset):
-    def __init__(self, res, n=256):
-        self.data = torch.randint(0, 256, (n, 3, res, res), dtype=torch.uint8)
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, i):
-        return self.data[i]
-
-
 def linkgan_trainer(res: int, batch: int, cmax: int, numerics: str = "official"):
-    from linkgan.config import ModelConfig, TrainConfig
-    from linkgan.losses import LossStats
-    from linkgan.training import Trainer
+    """train_speed.py's warmed-up trainer (random images in memory), with the official run's R1 gamma."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_speed import timed_steps, warm_trainer
 
-    cfg = RunConfig(model=ModelConfig(resolution=res, channel_base=cmax * res, channel_max=cmax, numerics=numerics),
-                    train=TrainConfig(data="<memory>", batch=batch, workers=0, device="cpu", r1_gamma=0.0064))
-    trainer = Trainer(cfg, progress=False, dataset=RandomImages(res))
-    real = trainer.dataset.data[:batch]
-
-    def steps(n: int) -> None:
-        trainer.step = 0
-        for _ in range(n):
-            trainer.train_step(real, LossStats())
-
-    steps(2)
-    return steps
+    trainer = warm_trainer(argparse.Namespace(res=res, batch=batch, cmax=cmax, device="cpu"), numerics=numerics,
+                           r1_gamma=0.0064)
+    return lambda n: timed_steps(trainer, n)
 
 
 def official_trainer(official: Path, res: int, batch: int, cmax: int):

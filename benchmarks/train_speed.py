@@ -75,13 +75,14 @@ def matmul_gflops(n=2048, reps=10):
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def warm_trainer(args, modconv="auto", links=(), link_samples="all", numerics="official") -> Trainer:
+def warm_trainer(args, modconv="auto", links=(), link_samples="all", numerics="official",
+                 r1_gamma: float | None = None) -> Trainer:
     """A trainer of the benchmark's model on random images, after two warm-up steps
     (allocator, first-call overheads)."""
     cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax,
                                       modconv=modconv, numerics=numerics),
                     train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device,
-                                      link_samples=link_samples),
+                                      link_samples=link_samples, r1_gamma=r1_gamma),
                     links=list(links))
     trainer = Trainer(cfg, progress=False, dataset=RandomImages(args.res))
     for _ in range(2):
