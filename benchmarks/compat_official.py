@@ -50,6 +50,9 @@ from linkgan.config import RunConfig
 from linkgan.importer import import_model
 from linkgan.training import build_discriminator, build_generator
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_speed import timed_steps, warm_trainer  # noqa: E402  (the benchmark beside this one)
+
 BATCH = 4
 
 
@@ -220,9 +223,6 @@ def rosinality_case(path: Path, res: int, multiplier: int, tmp: Path, dtype=torc
 # ------------------------------------------------------------------------------ speed
 def linkgan_trainer(res: int, batch: int, cmax: int, numerics: str = "official"):
     """train_speed.py's warmed-up trainer (random images in memory), with the official run's R1 gamma."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_speed import timed_steps, warm_trainer
-
     trainer = warm_trainer(argparse.Namespace(res=res, batch=batch, cmax=cmax, device="cpu"), numerics=numerics,
                            r1_gamma=0.0064)
     return lambda n: timed_steps(trainer, n)

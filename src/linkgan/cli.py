@@ -17,6 +17,7 @@ from pathlib import Path
 from . import __version__
 from .config import ConfigError, ModelConfig, RunConfig, TrainConfig, from_dict, load_config_file, merge_dicts
 from .errors import InputError
+from .networks import MAX_SEED
 from .segment.cli import add_segmenter_commands
 
 EPILOG_TRAIN = """examples:
@@ -437,7 +438,7 @@ def _number_in(kind, low=None, high=None, low_ok=True):
     return parse
 
 
-SEED = _number_in(int, 0, 2 ** 32 - 1)  # numpy's RandomState seeds, as z_from_seeds uses
+SEED = _number_in(int, 0, MAX_SEED)
 COUNT = _number_in(int, 1)
 STEPS = _number_in(int, 0)
 PSI = _number_in(float, -10.0, 10.0)

@@ -18,11 +18,10 @@ from .config import RunConfig
 from .device import select_device
 from .errors import InputError
 from .images import float_to_uint8, make_grid, save_png, to_pil
-from .networks import Generator, z_from_seeds
+from .networks import MAX_SEED, Generator, z_from_seeds
 from .training import build_generator
 
 
-MAX_SEED = 2 ** 32 - 1  # numpy's RandomState, which z_from_seeds uses, takes seeds up to this
 MAX_SEEDS = 100_000  # per call: more would hold every image in memory; split the range instead
 
 

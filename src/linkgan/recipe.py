@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .networks import MAX_SEED
 
 RECIPE_FORMAT = "linkgan-recipe"
 RECIPE_VERSION = 1
@@ -136,9 +137,6 @@ def load_recipe(path: str | Path) -> dict:
     if "latent_file" in img and not Path(img["latent_file"]).is_absolute():
         img["latent_file"] = str(path.parent / img["latent_file"])
     return recipe
-
-
-MAX_SEED = 2 ** 32 - 1  # numpy's RandomState, which draws every z, takes seeds up to this
 
 
 def _number(value, where: str, low: float, high: float) -> float:

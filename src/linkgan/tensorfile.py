@@ -9,13 +9,12 @@ into one exception that names the file.
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
 import torch
 
-from .errors import InputError
+from .errors import DISK_ERRNOS, InputError
 
 
 class TensorFileError(InputError):
@@ -35,7 +34,7 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: 
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+        if e.errno not in DISK_ERRNOS:
             raise
         raise TensorFileError(f"cannot write {path} ({e.strerror}); the file there before, if any, is unchanged. "
                               "Free some space or write elsewhere") from None

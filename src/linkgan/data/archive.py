@@ -22,7 +22,6 @@ byte-identical archive.
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
@@ -35,6 +34,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..errors import DISK_ERRNOS
 from .errors import DatasetError
 from .images import IMAGE_EXTENSIONS, encode_png, png_size
 
@@ -114,9 +114,6 @@ def _png_bytes(value, what: str, expect_mode: str) -> bytes:
         raise ValueError(f"{what}: expected an array of shape {shape}, got {arr.shape}")
     return encode_png(arr)
 
-
-# Write failures that are the disk's, not a bug: full, over quota, file too large, read-only.
-_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 class ArchiveWriter:
@@ -233,7 +230,7 @@ class ArchiveWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or self._tmp is None:
             self.abort()
-            if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
+            if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
                 raise DatasetError(f"{self.out}: cannot write the archive ({exc.strerror}); nothing was written "
                                    "and no partial file is left. Free some space or choose another --out") from None
             return
@@ -250,7 +247,7 @@ class ArchiveWriter:
             os.replace(self._tmp, self.out)
         except BaseException as e:
             self.abort()
-            if isinstance(e, OSError) and e.errno in _DISK_ERRORS:
+            if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
                 raise DatasetError(f"{self.out}: cannot write the archive ({e.strerror}); nothing was written "
                                    "and no partial file is left. Free some space or choose another --out") from None
             raise

@@ -283,6 +283,9 @@ class Generator(nn.Module):
         return ws
 
 
+MAX_SEED = 2 ** 32 - 1  # numpy's RandomState, which z_from_seeds uses, takes seeds up to this
+
+
 def z_from_seeds(seeds, z_dim: int, device=None) -> torch.Tensor:
     """The latent z of each integer seed: (len(seeds), z_dim), identical on every device and platform."""
     zs = np.stack([np.random.RandomState(int(s) % (2 ** 32)).randn(z_dim) for s in seeds])
