@@ -4,14 +4,16 @@ Every learnable weight uses the *equalized learning rate* trick: parameters are 
 as N(0, 1) / lr_mul and scaled by ``lr_mul / sqrt(fan_in)`` at run time, so that Adam
 sees every layer at the same scale.
 
-Two *numerics* exist (``ModelConfig.numerics``), with the same parameters and names:
+Three *numerics* exist (``ModelConfig.numerics``), with the same parameters and names:
 
   ``official``  what NVIDIA's stylegan2-ada-pytorch computes: the up-sampling conv is a
                 stride-2 transposed conv followed by the [1,3,3,1] filter with zero padding,
                 the skip image is upsampled by the same zero-padded filter, D's down-sampling
                 conv blurs at full resolution before a stride-2 conv, demodulation's epsilon
                 sits on the raw weight and toRGB is clamped by ``conv_clamp``. Imported
-                NVIDIA and rosinality weights compute the official images with it.
+                NVIDIA weights compute the official images with it.
+  ``rosinality`` the same, except that demodulation's epsilon sits on the weight times its
+                gain, as in rosinality's code (imported rosinality weights get it).
   ``legacy``    linkgan's first dialect (bilinear upsampling then a 3x3 conv, edge-replicated
                 skip upsampling, decimate-then-conv in D). Checkpoints written before the
                 field existed use it, so that they keep computing what they computed.
@@ -129,14 +131,14 @@ def _fir_kernel(channels: int, device, dtype, gain: float) -> torch.Tensor:
 
 def blur_downsample(x: torch.Tensor) -> torch.Tensor:
     """(N,C,H,W) -> (N,C,H/2,W/2): [1,3,3,1] low-pass filter, then keep every second pixel."""
-    c = x.shape[1]
-    return F.conv2d(x, _fir_kernel(c, x.device, x.dtype, 1.0), stride=2, padding=1, groups=c)
+    return fir_filter(x, 1, stride=2)
 
 
-def fir_filter(x: torch.Tensor, pad: int, gain: float = 1.0) -> torch.Tensor:
-    """(N,C,H,W) -> (N,C,H+2*pad-3,W+2*pad-3): the [1,3,3,1] low-pass filter with zero padding."""
+def fir_filter(x: torch.Tensor, pad: int, gain: float = 1.0, stride: int = 1) -> torch.Tensor:
+    """(N,C,H,W) -> (N,C,H+2*pad-3,W+2*pad-3) (over ``stride``): the [1,3,3,1] low-pass filter
+    with zero padding."""
     c = x.shape[1]
-    return F.conv2d(x, _fir_kernel(c, x.device, x.dtype, gain), padding=pad, groups=c)
+    return F.conv2d(x, _fir_kernel(c, x.device, x.dtype, gain), stride=stride, padding=pad, groups=c)
 
 
 def fir_upsample_2x(x: torch.Tensor) -> torch.Tensor:
