@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 
 import pytest
@@ -17,6 +23,10 @@ from linkgan.cli import main
 from linkgan.losses import NonFiniteLossError
 from linkgan.pipeline import LinkGANPipeline
 from linkgan.training import Trainer, train
+
+
+TINY = ["--res", "16", "--z-dim", "32", "--w-dim", "32", "--map-layers", "2", "--cbase", "256", "--cmax", "32",
+        "--batch", "8", "--workers", "0", "--grid-size", "4", "--r1-interval", "2", "--no-progress"]
 
 
 def rewrite(path, out, change):
@@ -73,6 +83,17 @@ def test_the_message_after_a_nan_is_true_about_checkpoints(image_folder, tmp_pat
     err = capsys.readouterr().err
     assert "No checkpoint of this run was written" in err and "last good checkpoint is kept" not in err
     assert not list_checkpoints(tmp_path / "run")
+
+
+def test_huge_link_weights_stop_at_the_next_tick_without_a_checkpoint(image_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(image_folder), "--out", str(run), "--kimg", "0.4", "--link", "c=box:0,0,0.5,0.5@8",
+            "--link-lambda-in", "1e38", "--link-lambda-out", "1e38", "--link-interval", "2", "--tick-kimg", "0.016", *TINY]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "optimizer state became NaN or Inf by step" in err and "No checkpoint of this run was written" in err
+    stopped_at = int(err.split("by step ")[1].split()[0])
+    assert stopped_at < 50 and not list_checkpoints(run)
 
 
 def test_a_checkpoint_with_poisoned_optimizer_state_refuses_to_resume(image_folder, tmp_path, capsys):
@@ -134,3 +155,135 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(image_fol
     assert "No space left on device" in err and "is unchanged" in err and "Traceback" not in err
     assert list_checkpoints(run) == before and not list(run.glob(".*tmp*"))
     load_checkpoint(before[-1])
+
+
+def test_a_full_disk_while_writing_a_sample_grid_is_one_line(image_folder, tmp_path, monkeypatch, capsys):
+    def full(grid, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("linkgan.training.save_png", full)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(image_folder), "--out", str(run), "--kimg", "0.016", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {run / 'samples-000000kimg.png'} (No space left on device)" in err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount_small_disk(kb) -> a folder on a tmpfs of that size (a real full disk); skips where
+    mounting is not allowed (not root, or a container without the capability)."""
+    mounts = []
+
+    def mount(kb: int):
+        where = tmp_path / f"disk{len(mounts)}"
+        where.mkdir()
+        if sys.platform != "linux" or os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root on Linux")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kb}k", "tmpfs", str(where)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in mounts:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_real_full_disk_keeps_the_previous_checkpoint_and_leaves_no_partial_dataset(image_folder, small_disk,
+                                                                                    capsys):
+    disk = small_disk(2560)  # room for one tiny checkpoint (1.4 MB) and the logs, not for two
+    run = disk / "run"
+    args = ["train", "--data", str(image_folder), "--out", str(run), "--kimg", "0.032", "--snapshot-kimg", "0.016",
+            *TINY]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    ckpts = list_checkpoints(run)
+    assert [p.name for p in ckpts] == ["ckpt-000000016.safetensors"] and not list(run.glob(".*tmp*"))
+    load_checkpoint(ckpts[0])
+
+    disk = small_disk(64)
+    assert main(["dataset", "toyfaces", "--out", str(disk / "faces.zip"), "--n", "400", "--res", "16",
+                 "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert list(disk.iterdir()) == []
+
+
+# -- kill -9 ------------------------------------------------------------------------------------
+# Trains through the CLI; with KILL_IN_WRITE=k the process SIGKILLs itself inside its k-th
+# checkpoint write, after the temporary file is complete and before the rename makes it the
+# checkpoint (the worst moment).
+DRIVER = """
+import os, signal, sys
+import linkgan.tensorfile as tf
+k = int(os.environ.get("KILL_IN_WRITE", "0"))
+calls = [0]
+real_replace = tf.os.replace
+class Os:
+    def __getattr__(self, name):
+        return getattr(os, name)
+    def replace(self, src, dst):
+        calls[0] += 1
+        if calls[0] == k:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst)
+tf.os = Os()
+from linkgan.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _train_cmd(tmp_path, args):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    return [sys.executable, str(driver), "train", *args]
+
+
+def _weights(run):
+    ckpt = load_checkpoint(run)
+    return ckpt, {k: v for k, v in ckpt.tensors.items() if k.startswith(("G.", "D.", "G_ema.", "opt", "state."))}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_kill_9_inside_a_checkpoint_write_and_at_random_moments_loses_nothing(image_folder, tmp_path):
+    """A run killed with SIGKILL (the OOM killer, a lost node) again and again -- once inside a
+    checkpoint write, then at random moments -- always has a newest checkpoint that loads, and
+    resumed to the end it holds exactly the weights of a run that was never killed."""
+    common = ["--data", str(image_folder), "--kimg", "0.2", "--snapshot-kimg", "0.016", "--keep-ckpts", "2", *TINY]
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(tmp_path, ["--out", str(ref), *common]), check=True, capture_output=True)
+
+    run = tmp_path / "run"
+    first = subprocess.run(_train_cmd(tmp_path, ["--out", str(run), *common]), capture_output=True,
+                           env={**os.environ, "KILL_IN_WRITE": "3"})
+    assert first.returncode == -signal.SIGKILL
+    # the 48-image checkpoint never landed; the two before it are kept (--keep-ckpts 2)
+    assert [p.name for p in list_checkpoints(run)] == ["ckpt-000000016.safetensors", "ckpt-000000032.safetensors"]
+    assert list(run.glob(".ckpt-*.tmp*")), "the kill came after the temporary file was written"
+
+    rng = random.Random(0)
+    resume = _train_cmd(tmp_path, ["--resume", str(run), "--kimg", "0.2", "--no-progress"])
+    for _ in range(3):  # kill -9 at a random moment after the resumed run has made progress
+        proc = subprocess.Popen(resume, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        before = load_checkpoint(run).state["images_seen"]
+        deadline = time.time() + 60
+        while proc.poll() is None and time.time() < deadline and load_checkpoint(run).state["images_seen"] == before:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.kill()
+        proc.wait()
+        load_checkpoint(run)  # the newest checkpoint always loads
+    assert load_checkpoint(run).state["images_seen"] < 200, "the run finished before the kills; give it more kimg"
+    subprocess.run(resume, check=True, capture_output=True)
+    assert not list(run.glob(".ckpt-*.tmp*"))
+    ckpt, got = _weights(run)
+    _, want = _weights(ref)
+    assert ckpt.state["images_seen"] == 200 and set(got) == set(want)
+    for key in want:
+        if not key.startswith("state.rng"):
+            assert torch.equal(got[key], want[key]), key
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)), "one stats row per step"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, ModelConfig, RunConfig, TrainConfig, from_dict, load_config_file, merge_dicts
-from .errors import InputError
+from .errors import DISK_ERRNOS, InputError
 from .networks import MAX_SEED
 from .segment.cli import add_segmenter_commands
 
@@ -704,6 +704,15 @@ def main(argv: list[str] | None = None) -> int:
     # line and exit 2; anything else is a bug and keeps its traceback.
     except (InputError, NonFiniteLossError, FileNotFoundError, NotImplementedError, MetricsExtraError) as e:
         print(f"linkgan {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # A full disk, a quota or a read-only folder while writing logs or images (checkpoints and
+        # archives say more themselves): the machine's, not a bug.
+        if e.errno not in DISK_ERRNOS:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"linkgan {args.command}: error: cannot write{where} ({e.strerror}). Free some space or write "
+              "elsewhere; checkpoints already written are intact", file=sys.stderr)
         return 2
 
 

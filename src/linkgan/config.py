@@ -111,6 +111,22 @@ class TrainConfig:
     ema_rampup: float | None = opt(0.05, "Ramp the EMA half-life up as this fraction of the images seen so far "
                                    "(unset for none).")
     xflip: bool = opt(False, "Augment the data with horizontal flips (doubles the dataset).")
+    aug: str = opt("noaug", "Discriminator augmentation (ADA, Karras et al. 2020): every image D sees, real or "
+                   "fake, is transformed at random, each transform with probability p, so that D cannot "
+                   "memorize a small dataset (a few thousand images). 'ada' tunes p during training from "
+                   "sign(D(real)) toward --aug-target; 'fixed' keeps p at --aug-p; 'noaug' shows D the "
+                   "images as they are. The LinkGAN regularizer never sees augmented images.",
+                   choices=["noaug", "ada", "fixed"])
+    aug_p: float = opt(0.0, "Augmentation probability: the p of --aug fixed, or the starting p of --aug ada.")
+    aug_target: float = opt(0.6, "--aug ada: target of the overfitting heuristic r_t = E[sign(D(real))]; p rises "
+                            "while r_t is above it and falls while below.")
+    augpipe: str = opt("bgc", "Augmentation pipeline: 'blit' (x-flip, 90-degree rotations, integer shifts), 'geom' "
+                       "(scaling, rotation, anisotropic scaling, fractional shifts), 'color' (brightness, contrast, "
+                       "luma flip, hue, saturation), 'bg' = blit + geom, 'bgc' = all three (the paper's).",
+                       choices=["blit", "geom", "color", "bg", "bgc"])
+    ada_kimg: float = opt(500.0, "--aug ada: speed of the adjustment: p can move from 0 to 1 in this many kimg "
+                          "(500 as in the paper).")
+    ada_interval: int = opt(4, "--aug ada: adjust p every this many steps.")
     seed: int = opt(0, "Random seed of the run.")
     workers: int = opt(2, "DataLoader worker processes.")
     tick_kimg: float = opt(1.0, "Log losses and speed to TensorBoard and stats.jsonl every this many kimg.")
@@ -235,7 +251,8 @@ _RANGES = {
               "link_interval": (1, None, True), "link_alpha": (0, None, False), "link_lambda_in": (0, None, True),
               "link_lambda_out": (0, None, True), "link_batch": (1, None, True), "link_start_kimg": (0, None, True),
               "link_ramp_kimg": (0, None, True), "link_lr": (0, None, False), "gpc_swap": (0, 1, True),
-              "link_fakes": (0, 1, True)},
+              "link_fakes": (0, 1, True), "aug_p": (0, 1, True), "aug_target": (0, 1, False),
+              "ada_kimg": (0, None, False), "ada_interval": (1, None, True)},
 }
 
 
@@ -265,6 +282,11 @@ def validate_for_training(config: "RunConfig") -> None:
             if (value < low if low_ok else value <= low) or (high is not None and value > high):
                 bound = f"{'at least' if low_ok else 'above'} {low}" + (f" and at most {high}" if high else "")
                 raise ConfigError(f"{flag} must be {bound}, got {value}")
+    t = config.train
+    if t.aug == "fixed" and t.aug_p <= 0:
+        raise ConfigError("--aug fixed needs the probability: add --aug-p P with 0 < P <= 1")
+    if t.aug == "noaug" and t.aug_p > 0:
+        raise ConfigError(f"--aug-p {t.aug_p} has no effect without augmentation: add --aug fixed or --aug ada")
 
 
 def _float(v):

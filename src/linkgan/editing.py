@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import InputError
 from .images import float_to_uint8, make_grid, save_png
 from .networks import Generator
 from .partition import LatentPartition
@@ -31,7 +32,7 @@ def edit_latents(G: Generator, partition: LatentPartition, ws: torch.Tensor, lin
     edit applied to different images.
     """
     if mode not in ("resample", "perturb"):
-        raise ValueError(f"edit mode must be 'resample' or 'perturb', not {mode!r}")
+        raise InputError(f"edit mode must be 'resample' or 'perturb', not {mode!r}")
     partition[link]  # raises a clear error for unknown links
     mask = partition.axes_mask(link, device=ws.device)
     if complement:

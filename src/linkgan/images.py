@@ -87,7 +87,7 @@ def load_image(src, res: int, align: str = "center") -> torch.Tensor:
     from .data.images import center_crop_resize, load_image_rgb, to_rgb
 
     if align not in ALIGN_MODES:
-        raise ValueError(f"align must be one of {ALIGN_MODES}, not {align!r}")
+        raise InputError(f"align must be one of {ALIGN_MODES}, not {align!r}")
     try:
         if isinstance(src, Image.Image):
             img = to_rgb(src)

@@ -135,7 +135,7 @@ def load_perceptual(kind: str = "auto", device=None, inception_path=None) -> tup
     from .fid import MetricsExtraError
 
     if kind not in PERCEPTUAL_KINDS:
-        raise ValueError(f"perceptual loss must be one of {PERCEPTUAL_KINDS}, not {kind!r}")
+        raise InputError(f"perceptual loss must be one of {PERCEPTUAL_KINDS}, not {kind!r}")
     if kind == "ssim":
         return None, "perceptual term: multi-scale pixel + SSIM (chosen)"
     try:
@@ -301,13 +301,13 @@ def project(G: Generator, target: torch.Tensor, *, space: str = "w+", steps: int
     prior_weight: a penalty on the distance of the mean w from w_avg (0 by default).
     """
     if space not in SPACES:
-        raise ValueError(f"space must be one of {SPACES}, not {space!r}")
+        raise InputError(f"space must be one of {SPACES}, not {space!r}")
     if steps < 0:
         raise InputError(f"steps must be >= 0, got {steps}")
     device = next(G.parameters()).device
     target = target.to(device, torch.float32)
     if target.shape != (1, G.img_channels, G.resolution, G.resolution):
-        raise ValueError(f"target must have shape (1, {G.img_channels}, {G.resolution}, {G.resolution}), got "
+        raise InputError(f"target must have shape (1, {G.img_channels}, {G.resolution}, {G.resolution}), got "
                          f"{tuple(target.shape)}")
     loss = loss or ReconstructionLoss(device=device)
     gen = torch.Generator().manual_seed(seed)
@@ -365,7 +365,7 @@ def pivotal_tuning(G: Generator, inv: Inversion, *, steps: int = 100, lr: float 
     """PTI: fine-tunes a copy of G's synthesis network so that inv.ws renders inv.target. Returns a
     new Inversion carrying the tuned weights (G is not changed)."""
     if inv.target is None:
-        raise ValueError("pivotal tuning needs the inversion's target image")
+        raise InputError("pivotal tuning needs the inversion's target image")
     device = next(G.parameters()).device
     loss = loss or ReconstructionLoss(device=device)
     tuned = copy.deepcopy(G.synthesis).train().requires_grad_(True)
@@ -438,7 +438,7 @@ class LatentEncoder(nn.Module):
                  max_channels: int = 256, img_channels: int = 3):
         super().__init__()
         if space not in SPACES:
-            raise ValueError(f"space must be one of {SPACES}, not {space!r}")
+            raise InputError(f"space must be one of {SPACES}, not {space!r}")
         self.config = {"resolution": resolution, "num_ws": num_ws, "w_dim": w_dim, "space": space,
                        "channels": channels, "max_channels": max_channels, "img_channels": img_channels}
         self.num_ws, self.w_dim, self.space = num_ws, w_dim, space

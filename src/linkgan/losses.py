@@ -110,6 +110,10 @@ class StyleGAN2Loss:
         # 'random' in training; 'const' makes the G and D phases a deterministic function of
         # their latents (the data-parallel equivalence test uses it).
         self.noise_mode = "random"
+        # ADA (linkgan.augment): every image D sees goes through ``augment`` when set; ``ada``
+        # observes D's outputs on reals to tune its p. The Glink phase never calls D.
+        self.augment = None
+        self.ada = None
 
     def autocast(self):
         """Mixed precision for the main phases on CUDA; regularizers stay in fp32."""
@@ -129,8 +133,16 @@ class StyleGAN2Loss:
         ws = self.sample_ws(z, update_w_avg)
         return self.G.synthesis(ws, noise_mode=self.noise_mode), ws
 
+    def augmented(self, img):
+        """``img`` (a tensor, or a 3D discriminator's input dict) as D sees it: through ADA when on."""
+        return img if self.augment is None else self.augment(img)
+
     def run_D(self, img, c: torch.Tensor | None = None) -> torch.Tensor:
-        return self.D(img)
+        return self.D(self.augmented(img))
+
+    def observe_real(self, logits_real: torch.Tensor) -> None:
+        if self.ada is not None:
+            self.ada.observe(logits_real)
 
     @staticmethod
     def image_of(fake) -> torch.Tensor:
@@ -198,11 +210,13 @@ class StyleGAN2Loss:
             stats.add("Loss/D/loss", loss)
             stats.add("Loss/scores/real", logits_real)
             stats.add("Loss/signs/real", logits_real.sign())
+            self.observe_real(logits_real)
             backward(loss * gain)
         elif phase == "Dreg":
             real = real.detach().requires_grad_(True)
             with eager_forwards():  # double backward
                 logits = self.run_D(real, c_real)
+            self.observe_real(logits)  # as stylegan2-ada-pytorch, whose R1 phase also reports sign(D(real))
             (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
             penalty = grad.square().sum(dim=[1, 2, 3])
             loss = (penalty * (self.r1_gamma / 2)).mean()

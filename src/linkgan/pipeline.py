@@ -151,7 +151,7 @@ class LinkGANPipeline:
             return float_to_uint8(imgs).permute(0, 2, 3, 1).numpy()
         if output == "pil":
             return to_pil(imgs)
-        raise ValueError(f"output must be 'pil', 'numpy' or 'tensor', not {output!r}")
+        raise InputError(f"output must be 'pil', 'numpy' or 'tensor', not {output!r}")
 
     def save_images(self, seeds, out: str | Path, truncation: float = 1.0, ncols: int | None = None,
                     upscale: int = 1) -> list[Path]:

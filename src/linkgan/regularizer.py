@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
 from .networks import Generator
 from .partition import LatentPartition
 
@@ -67,7 +68,7 @@ def axis_deltas(ws: torch.Tensor, axes: torch.Tensor, alpha: float, perturb: str
     elif perturb == "swap":
         step = (ws.roll(1, dims=0) - ws)[:, 0]
     else:
-        raise ValueError(f"link perturbation must be one of {PERTURB_MODES}, not {perturb!r}")
+        raise InputError(f"link perturbation must be one of {PERTURB_MODES}, not {perturb!r}")
     return alpha * step * axes.to(ws.dtype)
 
 
@@ -186,9 +187,9 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     gradient (docs/results/semantic.md).
     """
     if form not in LOSS_FORMS:
-        raise ValueError(f"link loss form must be one of {LOSS_FORMS}, not {form!r}")
+        raise InputError(f"link loss form must be one of {LOSS_FORMS}, not {form!r}")
     if samples not in SAMPLE_MODES:
-        raise ValueError(f"link sample mode must be one of {SAMPLE_MODES}, not {samples!r}")
+        raise InputError(f"link sample mode must be one of {SAMPLE_MODES}, not {samples!r}")
     if render is None:
         def render(all_ws, k):
             return G.synthesis(all_ws, noise_mode="random", noise_repeats=k)

@@ -10,6 +10,7 @@ into one exception that names the file.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -23,13 +24,22 @@ class TensorFileError(InputError):
 
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     """Writes ``tensors`` (moved to CPU, made contiguous) and ``metadata`` to ``path`` atomically."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        except SafetensorError as e:
+            # The Rust writer reports I/O failures as "... I/O error: <text> (os error N)".
+            found = re.search(r"os error (\d+)", str(e))
+            if found is None:
+                raise
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code)) from e
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

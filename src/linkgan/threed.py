@@ -244,7 +244,7 @@ class TriplaneLoss(StyleGAN2Loss):
         return self.G.synthesis(ws, c, noise_mode=self.noise_mode), ws
 
     def run_D(self, img, c: torch.Tensor | None = None) -> torch.Tensor:
-        return self.D(img, c)
+        return self.D(self.augmented(img), c)
 
     def link_terms(self, z: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         ws = self.G.mapping(z, c, update_w_avg=self.w_avg_in_every_phase)

@@ -223,6 +223,15 @@ class Trainer:
             loss_cls, loss_kwargs = TriplaneLoss, {"gpc_swap": t.gpc_swap, "box_image_term": t.link_box3d_image}
         self.loss = loss_cls(self.G, self.D, self.r1_gamma, t.style_mixing, t.pl_weight, t.pl_batch_shrink,
                              t.pl_decay, autocast_dtype, self.device, link=self.link, **loss_kwargs)
+        self.augment, self.ada = None, None
+        if t.aug != "noaug":
+            from .augment import AdaController, AugmentPipe
+
+            self.augment = AugmentPipe(t.augpipe, t.aug_p).to(self.device)
+            self.loss.augment = self.augment
+            if t.aug == "ada":
+                self.ada = AdaController(self.augment, t.aug_target, t.ada_interval, t.ada_kimg, t.batch)
+                self.loss.ada = self.ada
         self.phases = self._build_phases()
         self.step = 0
         self.images_seen = 0
@@ -307,8 +316,14 @@ class Trainer:
         self.images_seen = int(ckpt.state.get("images_seen", 0))
         if "state.pl_mean" in ckpt.tensors:
             self.loss.pl_mean.copy_(ckpt.tensors["state.pl_mean"])
-        restore_rng(ckpt)
+        if self.augment is not None and "state.aug_p" in ckpt.tensors:
+            self.augment.p.copy_(ckpt.tensors["state.aug_p"])
         rank = self.dist.rank
+        if self.ada is not None and int(ckpt.state.get("world", 1)) == self.dist.world:
+            signs = ckpt.tensors.get(f"state.ada_signs_rank{rank}")
+            if signs is not None:  # the sign(D(real)) sum since the last adjustment, so that p moves on exactly
+                self.ada.signs = signs.to(torch.float64).clone()
+        restore_rng(ckpt)
         if rank > 0:
             own = ckpt.tensors.get(f"state.rng_rank{rank}")
             if own is not None and int(ckpt.state.get("world", 1)) == self.dist.world:
@@ -336,6 +351,11 @@ class Trainer:
         extra = {"pl_mean": self.loss.pl_mean}
         rng_states = all_gather_objects(torch.get_rng_state(), self.dist)
         extra.update({f"rng_rank{r}": s for r, s in enumerate(rng_states) if r > 0})
+        if self.augment is not None:
+            extra["aug_p"] = self.augment.p
+        if self.ada is not None:
+            signs = all_gather_objects(self.ada.signs.clone(), self.dist)
+            extra.update({f"ada_signs_rank{r}": s for r, s in enumerate(signs)})
         path = self.run_dir / checkpoint_name(self.images_seen)
         self._check_finite_state()
         if self.dist.is_main:
@@ -469,6 +489,12 @@ class Trainer:
             # The running statistics follow each rank's own samples; keep one value. (G's other
             # buffers, the constant noise maps, never change after the initial broadcast.)
             average_tensors([self.G.mapping.w_avg, self.loss.pl_mean], self.dist)
+        if self.ada is not None and self.ada.due(self.step):
+            signs = self.ada.signs.to(self.device)
+            average_tensors([signs], self.dist)  # the mean of sum and count keeps their ratio: r_t over all ranks
+            r_t = self.ada.adjust(signs.cpu())
+            if r_t is not None:
+                stats.add("Progress/ada_rt", r_t)
         self.images_seen += t.batch
         self.step += 1
         self.update_ema()
@@ -514,6 +540,8 @@ class Trainer:
                     speed = (self.images_seen - tick_images) / max(now - tick_start, 1e-9)
                     self._log_tick(writer, stats, speed)
                     tick_start, tick_images = now, self.images_seen
+                    # Inf in Adam's moments freezes G or D without a NaN loss; stop at the tick, not the snapshot.
+                    self._check_finite_state()
                 if self.images_seen // snap_every != prev // snap_every and self.images_seen < total:
                     ckpt_path = self.save()
                     self._log_grid(writer)
@@ -562,6 +590,8 @@ class Trainer:
             return
         means = {k: float(np.mean([m[k] for m in per_rank if k in m])) for k in per_rank[0]}
         record = {"step": self.step, "kimg": self.images_seen / 1000, "img_per_s": speed, **means}
+        if self.augment is not None:
+            record["Progress/augment"] = float(self.augment.p)  # p now, not a mean over the tick
         for k, v in record.items():
             if k not in ("step", "kimg"):
                 writer.add_scalar(k if "/" in k else f"Timing/{k}", v, self.images_seen)

@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..errors import DISK_ERRNOS
+from ..errors import DISK_ERRNOS, InputError
 from .errors import DatasetError
 from .images import IMAGE_EXTENSIONS, encode_png, png_size
 
@@ -72,10 +72,10 @@ def encode_depth_png(depth, near: float, far: float) -> bytes:
     resolution of (far - near) / 65534."""
     d = np.asarray(depth, np.float64)
     if d.ndim != 2:
-        raise ValueError(f"depth map: expected an array of shape (H, W), got {d.shape}")
+        raise InputError(f"depth map: expected an array of shape (H, W), got {d.shape}")
     present = np.isfinite(d) & (d > 0)
     if present.any() and (d[present].min() < near or d[present].max() > far):
-        raise ValueError(f"depth map: values {d[present].min():.4g}..{d[present].max():.4g} fall outside the "
+        raise InputError(f"depth map: values {d[present].min():.4g}..{d[present].max():.4g} fall outside the "
                          f"encoded range [{near}, {far}]")
     code = np.zeros(d.shape, np.uint16)
     code[present] = 1 + np.rint((d[present] - near) / (far - near) * 65534).astype(np.uint16)
@@ -103,15 +103,15 @@ def _png_bytes(value, what: str, expect_mode: str) -> bytes:
         return bytes(value)
     if isinstance(value, Image.Image):
         if value.mode != expect_mode:
-            raise ValueError(f"{what}: expected a mode {expect_mode} image, got mode {value.mode}")
+            raise InputError(f"{what}: expected a mode {expect_mode} image, got mode {value.mode}")
         return encode_png(value)
     arr = np.asarray(value)
     if arr.dtype != np.uint8:
-        raise ValueError(f"{what}: expected a uint8 array, got dtype {arr.dtype}")
+        raise InputError(f"{what}: expected a uint8 array, got dtype {arr.dtype}")
     want_ndim = 3 if expect_mode == "RGB" else 2
     if arr.ndim != want_ndim or (want_ndim == 3 and arr.shape[2] != 3):
         shape = "(H, W, 3)" if want_ndim == 3 else "(H, W)"
-        raise ValueError(f"{what}: expected an array of shape {shape}, got {arr.shape}")
+        raise InputError(f"{what}: expected an array of shape {shape}, got {arr.shape}")
     return encode_png(arr)
 
 
@@ -128,7 +128,7 @@ class ArchiveWriter:
                  extra_info: dict[str, Any] | None = None, depth_range: tuple[float, float] | None = None):
         """depth_range (near, far): every image comes with a depth map, stored in that range."""
         if not isinstance(res, int) or res < 1:
-            raise ValueError(f"resolution must be a positive int, got {res!r}")
+            raise InputError(f"resolution must be a positive int, got {res!r}")
         self.out = Path(out)
         self.res = res
         self.classes = list(classes) if classes is not None else None
@@ -160,9 +160,9 @@ class ArchiveWriter:
         of encode_depth_png)."""
         index = self.num_images
         if (label is None) != (not self.labels) and index > 0:
-            raise ValueError(f"image {index}: labels must be given for every image or for none")
+            raise InputError(f"image {index}: labels must be given for every image or for none")
         if (depth is None) != (self.depth_range is None):
-            raise ValueError(f"image {index}: " + ("the archive has a depth_range, so every image needs a depth map"
+            raise InputError(f"image {index}: " + ("the archive has a depth_range, so every image needs a depth map"
                                                    if depth is None else "got a depth map but no depth_range"))
         if depth is not None:
             depth_png = depth if isinstance(depth, (bytes, bytearray)) else encode_depth_png(depth, *self.depth_range)
@@ -170,14 +170,14 @@ class ArchiveWriter:
         img_png = _png_bytes(image, f"image {index}", "RGB")
         self._check_size(img_png, f"image {index}")
         if self.classes is None and mask is not None:
-            raise ValueError(f"image {index}: got a mask but the archive has no classes; pass classes=[...]")
+            raise InputError(f"image {index}: got a mask but the archive has no classes; pass classes=[...]")
         if self.classes is not None:
             if mask is None:
-                raise ValueError(f"image {index}: the archive has classes, so every image needs a mask")
+                raise InputError(f"image {index}: the archive has classes, so every image needs a mask")
             if not isinstance(mask, (bytes, bytearray, memoryview)):
                 arr = np.asarray(mask)
                 if arr.size and int(arr.max()) >= len(self.classes):
-                    raise ValueError(f"mask {index}: class id {int(arr.max())} >= {len(self.classes)} classes")
+                    raise InputError(f"mask {index}: class id {int(arr.max())} >= {len(self.classes)} classes")
             mask_png = _png_bytes(mask, f"mask {index}", "L")
             self._check_size(mask_png, f"mask {index}")
         self._zip.writestr(_zip_info(image_member(index)), img_png)
@@ -192,9 +192,9 @@ class ArchiveWriter:
     def _check_size(self, png: bytes, what: str) -> None:
         size = png_size(png)
         if size is None:
-            raise ValueError(f"{what}: not PNG data")
+            raise InputError(f"{what}: not PNG data")
         if size != (self.res, self.res):
-            raise ValueError(f"{what}: is {size[0]}x{size[1]}, archive resolution is {self.res}x{self.res}")
+            raise InputError(f"{what}: is {size[0]}x{size[1]}, archive resolution is {self.res}x{self.res}")
 
     def info(self) -> dict[str, Any]:
         info = {
@@ -210,7 +210,7 @@ class ArchiveWriter:
             info["depth"] = {"folder": DEPTHS_DIR, "near": self.depth_range[0], "far": self.depth_range[1]}
         for key, value in self.extra_info.items():
             if key in info and key != "labels":
-                raise ValueError(f"extra_info may not override the reserved key {key!r}")
+                raise InputError(f"extra_info may not override the reserved key {key!r}")
             info[key] = value
         return info
 

@@ -16,6 +16,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..errors import InputError
 from .errors import DatasetError
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
@@ -174,7 +175,7 @@ def center_crop_resize(img: Image.Image, res: int) -> Image.Image:
     already res x res.
     """
     if res < 1:
-        raise ValueError(f"resolution must be positive, got {res}")
+        raise InputError(f"resolution must be positive, got {res}")
     left, top, right, bottom, s = _center_box(img.size)
     if s == res and img.size == (res, res):
         return img
@@ -191,7 +192,7 @@ def center_crop_resize(img: Image.Image, res: int) -> Image.Image:
 def center_crop_resize_mask(mask: Image.Image, res: int) -> Image.Image:
     """Center-crop and resize a label mask with NEAREST, so ids stay valid ids."""
     if res < 1:
-        raise ValueError(f"resolution must be positive, got {res}")
+        raise InputError(f"resolution must be positive, got {res}")
     left, top, right, bottom, s = _center_box(mask.size)
     if mask.size == (res, res):
         return mask

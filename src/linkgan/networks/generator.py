@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .layers import EqualLinear, ModulatedConv2d, check_numerics, fir_resampling, fir_upsample_2x, lrelu_bias, upsample_2x
 
 
@@ -23,7 +24,7 @@ def channels_at(res: int, channel_base: int, channel_max: int) -> int:
 
 def check_resolution(resolution: int) -> int:
     if resolution < 4 or resolution & (resolution - 1) or resolution > 1024:
-        raise ValueError(f"resolution must be a power of two between 4 and 1024, got {resolution}")
+        raise InputError(f"resolution must be a power of two between 4 and 1024, got {resolution}")
     return int(math.log2(resolution))
 
 
@@ -99,7 +100,7 @@ class NoiseInput(nn.Module):
             elif noise_mode == "none":
                 return x
             else:
-                raise ValueError(f"noise_mode must be random, const or none, not {noise_mode!r}")
+                raise InputError(f"noise_mode must be random, const or none, not {noise_mode!r}")
         return x + noise * self.strength.to(x.dtype)
 
 

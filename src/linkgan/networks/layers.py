@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
+
 LRELU_GAIN = math.sqrt(2.0)
 # official: stylegan2-ada-pytorch; rosinality: the same except where the demodulation epsilon
 # sits (on weight x gain, not on the raw weight); legacy: linkgan's first dialect.
@@ -35,7 +37,7 @@ NUMERICS = ("official", "rosinality", "legacy")
 
 def check_numerics(numerics: str) -> str:
     if numerics not in NUMERICS:
-        raise ValueError(f"numerics must be one of {', '.join(NUMERICS)}, not {numerics!r}")
+        raise InputError(f"numerics must be one of {', '.join(NUMERICS)}, not {numerics!r}")
     return numerics
 
 
@@ -184,7 +186,7 @@ class ModulatedConv2d(nn.Module):
         super().__init__()
         self.numerics = check_numerics(numerics)
         if impl not in ("auto", "grouped", "scaled"):
-            raise ValueError(f"modconv impl must be auto, grouped or scaled, not {impl!r}")
+            raise InputError(f"modconv impl must be auto, grouped or scaled, not {impl!r}")
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size

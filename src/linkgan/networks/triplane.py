@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..render3d import RenderOptions, ray_bundle, render_rays, split_camera_labels
+from ..errors import InputError
 from .generator import (
     MappingNetwork,
     StyledConv,
@@ -164,7 +165,7 @@ class TriplaneGenerator(nn.Module):
         self.resolution = cfg.image_resolution
         self.neural_resolution = cfg.neural_resolution
         if cfg.feature_channels < 3:
-            raise ValueError(f"feature_channels must be at least 3 (RGB), got {cfg.feature_channels}")
+            raise InputError(f"feature_channels must be at least 3 (RGB), got {cfg.feature_channels}")
         self.backbone = SynthesisNetwork(cfg.plane_resolution, cfg.w_dim, 3 * cfg.plane_channels, cfg.channel_base,
                                          cfg.channel_max, impl=cfg.modconv, conv_clamp=cfg.conv_clamp,
                                          numerics=cfg.numerics)
@@ -185,7 +186,7 @@ class TriplaneGenerator(nn.Module):
             names = {f.name for f in dataclasses.fields(TriplaneConfig)}
             unknown = sorted(set(config) - names)
             if unknown:
-                raise ValueError(f"unknown TriplaneConfig fields {unknown}; known: {sorted(names)}")
+                raise InputError(f"unknown TriplaneConfig fields {unknown}; known: {sorted(names)}")
             config = TriplaneConfig(**config)
         return cls(config)
 

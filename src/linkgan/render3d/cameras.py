@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
+
 # Flattened positions (row-major, 4x4) of the cam2world entries that change sign when the
 # scene is mirrored left-right (x -> -x in the world and in the camera): R[0,1], R[0,2],
 # t_x, R[1,0], R[2,0]. Entry 18 of a label is the principal point cx, which becomes 1 - cx.
@@ -27,7 +29,7 @@ def _as_batch(x, device=None) -> torch.Tensor:
 def focal_from_fov(fov_degrees: float) -> float:
     """Normalized focal length of a camera whose full field of view is ``fov_degrees``."""
     if not 0 < fov_degrees < 180:
-        raise ValueError(f"field of view must be in (0, 180) degrees, got {fov_degrees}")
+        raise InputError(f"field of view must be in (0, 180) degrees, got {fov_degrees}")
     return 0.5 / math.tan(math.radians(fov_degrees) / 2)
 
 
@@ -60,7 +62,7 @@ def look_at(yaw, pitch, radius=2.7, target: Sequence[float] = (0.0, 0.0, 0.0), d
     n = max(yaw.numel(), pitch.numel(), radius.numel())
     yaw, pitch, radius = yaw.expand(n), pitch.expand(n), radius.expand(n)
     if (pitch.abs() >= math.pi / 2).any():
-        raise ValueError("look_at: |pitch| must stay below 90 degrees (the view direction would be vertical)")
+        raise InputError("look_at: |pitch| must stay below 90 degrees (the view direction would be vertical)")
     target_t = torch.as_tensor(target, dtype=torch.float32, device=yaw.device).reshape(-1, 3).expand(n, 3)
     offset = torch.stack([torch.sin(yaw) * torch.cos(pitch), torch.sin(pitch), torch.cos(yaw) * torch.cos(pitch)], -1)
     centre = target_t + radius[:, None] * offset
@@ -87,7 +89,7 @@ def split_camera_labels(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     """(N, 25) camera labels -> cam2world (N, 4, 4) and K (N, 3, 3)."""
     labels = torch.as_tensor(labels, dtype=torch.float32)
     if labels.ndim != 2 or labels.shape[1] != 25:
-        raise ValueError(f"camera labels must have shape (N, 25) (16 cam2world + 9 intrinsics values), "
+        raise InputError(f"camera labels must have shape (N, 25) (16 cam2world + 9 intrinsics values), "
                          f"got {tuple(labels.shape)}")
     return labels[:, :16].reshape(-1, 4, 4), labels[:, 16:].reshape(-1, 3, 3)
 

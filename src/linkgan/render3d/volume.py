@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
+
 Decoder = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 # Regularizes depth = sum(w t) / sum(w) for rays with (almost) no opacity; see the module docstring.
@@ -54,9 +56,9 @@ class RenderOptions:
 
     def __post_init__(self):
         if not 0 <= self.near < self.far:
-            raise ValueError(f"RenderOptions: need 0 <= near < far, got near={self.near}, far={self.far}")
+            raise InputError(f"RenderOptions: need 0 <= near < far, got near={self.near}, far={self.far}")
         if self.coarse_samples < 2 or self.fine_samples < 0:
-            raise ValueError(f"RenderOptions: need coarse_samples >= 2 and fine_samples >= 0, got "
+            raise InputError(f"RenderOptions: need coarse_samples >= 2 and fine_samples >= 0, got "
                              f"{self.coarse_samples} and {self.fine_samples}")
 
 

@@ -46,7 +46,7 @@ def evaluate_segmenter(segmenter: Segmenter, data, split: str = "val", val_fract
     and the masks has no IoU (None) and is left out of the mean.
     """
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise InputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     training = getattr(segmenter, "metadata", {}).get("training", {})
     if isinstance(data, ImageDataset):
         dataset = data
