@@ -13,9 +13,11 @@ Measures, in one process so that the ratios are comparable:
     quarters), the Glink phase every 8 steps (the default), and each one's time relative to
     no link. The three take turns, ``--rounds`` rounds of ``--steps`` steps, and the median
     round counts, so that a change of machine load hits them alike. The target is <= 1.15x.
+  * ADA's cost (``--sections aug``, not run by default): img/s without augmentation and with
+    the bgc pipeline at p 0.2 and 0.8, taking turns.
 
 Usage: python benchmarks/train_speed.py [--res 32] [--batch 32] [--cmax 64] [--steps 16] [--rounds 5]
-                                       [--sections numerics,modconv,links]
+                                       [--sections numerics,modconv,links,aug]
 """
 
 import argparse
@@ -76,13 +78,13 @@ def matmul_gflops(n=2048, reps=10):
 
 
 def warm_trainer(args, modconv="auto", links=(), link_samples="all", numerics="official",
-                 r1_gamma: float | None = None) -> Trainer:
+                 r1_gamma: float | None = None, **train) -> Trainer:
     """A trainer of the benchmark's model on random images, after two warm-up steps
     (allocator, first-call overheads)."""
     cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax,
                                       modconv=modconv, numerics=numerics),
                     train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device,
-                                      link_samples=link_samples, r1_gamma=r1_gamma),
+                                      link_samples=link_samples, r1_gamma=r1_gamma, **train),
                     links=list(links))
     trainer = Trainer(cfg, progress=False, dataset=RandomImages(args.res))
     for _ in range(2):
@@ -158,6 +160,22 @@ def bench_numerics(args) -> dict:
     return out
 
 
+def bench_aug(args) -> dict:
+    """img/s without augmentation and with ADA's bgc pipeline at a fixed p of 0.2 and 0.8 (every D
+    call of every phase augments), measured in turns; time relative to no augmentation."""
+    arms = {"noaug": {}, "bgc p=0.2": {"aug": "fixed", "aug_p": 0.2}, "bgc p=0.8": {"aug": "fixed", "aug_p": 0.8}}
+    trainers, speeds = {}, {name: [] for name in arms}
+    for name, train in arms.items():
+        torch.manual_seed(0)
+        trainers[name] = warm_trainer(args, **train)
+    for _ in range(args.rounds):
+        for name, trainer in trainers.items():
+            speeds[name].append(args.batch * args.steps / timed_steps(trainer, args.steps))
+    ref = statistics.median(speeds["noaug"])
+    return {name: {"img_per_s": statistics.median(v), "time_vs_noaug": ref / statistics.median(v),
+                   "rounds_img_per_s": v} for name, v in speeds.items()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--res", type=int, default=32)
@@ -167,7 +185,7 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--rounds", type=int, default=5, help="turns of the compared arms (median round counts)")
     p.add_argument("--sections", default="numerics,modconv,links",
-                   help="comma-separated parts to run: numerics, modconv (with FLOPs), links")
+                   help="comma-separated parts to run: numerics, modconv (with FLOPs), links, aug")
     args = p.parse_args()
     sections = set(args.sections.split(","))
     torch.manual_seed(0)
@@ -182,6 +200,8 @@ def main():
     if "links" in sections:
         result["links"] = bench_links(args)
         result["link_overhead_target"] = 1.15
+    if "aug" in sections:
+        result["aug"] = bench_aug(args)
     print(json.dumps(result, indent=2))
 
 

@@ -212,6 +212,27 @@ def test_a_real_full_disk_keeps_the_previous_checkpoint_and_leaves_no_partial_da
     assert list(disk.iterdir()) == []
 
 
+# -- signals ------------------------------------------------------------------------------------
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_save_a_checkpoint_and_exit_as_interrupted(image_folder, tmp_path, sig):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "linkgan", "train", "--data", str(image_folder), "--out", str(out),
+           "--res", "16", "--z-dim", "32", "--w-dim", "32", "--map-layers", "2", "--cbase", "256", "--cmax", "32",
+           "--batch", "8", "--kimg", "1000", "--workers", "1", "--grid-size", "4", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while proc.poll() is None and not (out / "stats.jsonl").exists() and time.time() < deadline:  # wait until training runs
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, stderr  # 130 / 143: a script can tell it from a finished run
+    assert f"Interrupted by {sig.name}: saved" in stdout and "--resume" in stdout
+    ckpts = list_checkpoints(out)
+    assert ckpts and load_checkpoint(ckpts[-1]).state["images_seen"] > 0
+    assert not [p for p in os.listdir(out) if ".tmp" in p]
+
+
 # -- kill -9 ------------------------------------------------------------------------------------
 # Trains through the CLI; with KILL_IN_WRITE=k the process SIGKILLs itself inside its k-th
 # checkpoint write, after the temporary file is complete and before the rename makes it the

@@ -298,10 +298,49 @@ def test_a_damaged_cache_file_is_recomputed(tmp_path):
     assert extractor.images_seen == seen + 6
 
 
+# ------------------------------------------------------------------------- precision and recall
+def test_precision_and_recall_are_one_for_identical_sets_and_zero_for_disjoint_ones():
+    x = np.random.default_rng(0).normal(size=(300, 16)).astype(np.float32)
+    assert fid.precision_recall(x, x.copy()) == {"precision": 1.0, "recall": 1.0}
+    assert fid.precision_recall(x, x + 100.0) == {"precision": 0.0, "recall": 0.0}
+
+
+def test_a_collapsed_generator_keeps_precision_and_loses_recall():
+    # the fakes cover one small part of the real distribution: realistic (precision ~1) but not
+    # varied (recall ~ the share of the data they cover)
+    rng = np.random.default_rng(1)
+    real = rng.uniform(0, 1, size=(2000, 2)).astype(np.float32)
+    fake = rng.uniform(0, 0.5, size=(2000, 2)).astype(np.float32)  # a quarter of the square
+    pr = fid.precision_recall(real, fake, chunk=256)
+    assert pr["precision"] > 0.97
+    assert 0.2 < pr["recall"] < 0.32
+    swapped = fid.precision_recall(fake, real)  # and the reverse: varied but a quarter realistic
+    assert 0.2 < swapped["precision"] < 0.32 and swapped["recall"] > 0.97
+
+
+def test_precision_recall_matches_a_direct_computation_with_k_neighbours():
+    rng = np.random.default_rng(2)
+    real, fake = rng.normal(size=(40, 3)), rng.normal(0.5, 1.0, size=(30, 3))
+
+    def manifold_hits(probes, points, k):
+        d_own = np.linalg.norm(points[:, None] - points[None], axis=2)
+        radius = np.sort(d_own, axis=1)[:, k]  # column 0 is the point itself
+        d = np.linalg.norm(probes[:, None] - points[None], axis=2)
+        return float((d <= radius[None]).any(axis=1).mean())
+
+    for k in (1, 3, 5):
+        got = fid.precision_recall(real, fake, k=k, chunk=7)
+        assert got["precision"] == pytest.approx(manifold_hits(fake, real, k))
+        assert got["recall"] == pytest.approx(manifold_hits(real, fake, k))
+    with pytest.raises(ValueError, match="needs more than 3 samples"):
+        fid.precision_recall(real[:3], fake)
+
+
 # ---------------------------------------------------------------------------------- metrics
 def test_metric_names_parse_like_stylegan2_ada():
     assert fid.parse_inception_metric("fid5k") == fid.InceptionMetric("fid5k", "fid", 5000, False)
     assert fid.parse_inception_metric("kid50k_full") == fid.InceptionMetric("kid50k_full", "kid", 50000, True)
+    assert fid.parse_inception_metric("pr50k_full") == fid.InceptionMetric("pr50k_full", "pr", 50000, True)
     for other in ("mse1k", "fid", "fid0k", "fid5k_ful", "is50k"):
         assert fid.parse_inception_metric(other) is None
 
@@ -322,9 +361,11 @@ def test_fid_of_a_generator_against_its_own_saved_images_is_zero(tmp_path):
 def test_compute_fid_kid_returns_a_float_per_name_and_full_equals_subset_when_data_is_small(image_folder, tmp_path):
     G = tiny_generator()
     ds = ImageDataset(image_folder, resolution=16)  # 40 images, fewer than 1k: both real sides use all
-    out = fid.compute_fid_kid(G, ds, ["fid1k", "fid1k_full", "kid1k"], cache_dir=tmp_path,
+    out = fid.compute_fid_kid(G, ds, ["fid1k", "fid1k_full", "kid1k", "pr1k"], cache_dir=tmp_path,
                               inception=ProjectionFeatures(3 * 16 * 16))
+    pr = out.pop("pr1k")
     assert set(out) == {"fid1k", "fid1k_full", "kid1k"} and all(isinstance(v, float) for v in out.values())
+    assert set(pr) == {"precision", "recall"} and all(0 <= v <= 1 for v in pr.values())
     assert out["fid1k"] == out["fid1k_full"] > 0
     with pytest.raises(ValueError, match="unknown metric"):
         fid.compute_fid_kid(G, ds, "fid5", inception=ProjectionFeatures(3 * 16 * 16))

@@ -267,3 +267,18 @@ def test_a_3d_checkpoint_loads_generates_edits_with_depth_and_measures_rgb_and_d
         assert {"mse_in", "mse_out", "mse_in_complement", "locality"} <= set(m[name])
         assert set(m[name]["depth"]) == {"mse_in", "mse_out", "mse_in_complement", "locality"}
         assert m[name]["views"] == [-30.0, 0.0, 30.0] and m[name]["mse_in"] > 0
+
+
+def test_ada_augments_both_images_of_a_3d_discriminator(toyheads, tmp_path):
+    from linkgan.training import Trainer
+
+    trainer = Trainer(tiny_run_3d(toyheads, tmp_path / "ada", LINKS, aug="ada", aug_p=0.5, ada_kimg=0.01,
+                                  ada_interval=1), progress=False)
+    seen = []
+    forward = trainer.augment.forward
+    trainer.augment.forward = lambda images: (seen.append(sorted(images) if isinstance(images, dict) else "tensor"),
+                                              forward(images))[1]
+    trainer.run(max_steps=1)
+    # fakes carry both images (and depth, opacity); reals are one image
+    assert any(s != "tensor" and {"image", "image_raw"} <= set(s) for s in seen) and "tensor" in seen
+    assert float(trainer.augment.p) != 0.5  # the controller moved p (one adjustment per step here)

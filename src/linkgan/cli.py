@@ -647,18 +647,21 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     et.set_defaults(func=cmd_encoder)
 
-    mt = sub.add_parser("metrics", help="Evaluate metrics (masked MSE locality, FID, KID) and write JSON.",
+    mt = sub.add_parser("metrics", help="Evaluate metrics (masked MSE locality, FID, KID, precision/recall) and write JSON.",
                         description="mse<N>k: masked MSE per link over N thousand samples: mse_in and mse_out "
                                     "(pixel change inside/outside the region when the link's axes are resampled), "
                                     "mse_in_complement (change inside when the other axes are resampled) and "
                                     "locality = mse_out / mse_in. Images in [0,1]; means normalized by area. "
                                     "fid<N>k, kid<N>k: FID and KID of N thousand generated images against N "
                                     "thousand real ones (_full: the whole dataset), with the standard Inception "
-                                    "network (pip install \"linkgan[metrics]\"); dataset statistics are cached.",
+                                    "network (pip install \"linkgan[metrics]\"); dataset statistics are cached. "
+                                    "pr<N>k: precision (are the samples realistic?) and recall (do they cover the "
+                                    "data's variety?) of Kynkaanniemi et al. 2019, k = 3 neighbours, on the same "
+                                    "Inception features.",
                         formatter_class=fmt)
     mt.add_argument("--ckpt", required=True, help="A run directory or a checkpoint file.")
     mt.add_argument("--metrics", default="mse1k", help="Comma-separated metric names.")
-    mt.add_argument("--data", help="The real images for fid/kid metrics (an archive or folder; default: the "
+    mt.add_argument("--data", help="The real images for fid/kid/pr metrics (an archive or folder; default: the "
                                    "checkpoint's training data).")
     mt.add_argument("--links", help="Measure on the links of this YAML file (baseline: a vanilla model).")
     mt.add_argument("--segmenter", help="Segmenter for semantic links (a file or package.module:attr); overrides the one "

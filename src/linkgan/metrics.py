@@ -1,7 +1,8 @@
-"""Metrics, named with their sample count as in StyleGAN2-ADA (``mse1k``, ``fid5k``, ``kid5k``).
+"""Metrics, named with their sample count as in StyleGAN2-ADA (``mse1k``, ``fid5k``, ``kid5k``, ``pr5k``).
 
-FID and KID (``fid<N>k``, ``fid<N>k_full``, ``kid<N>k``...) compare N thousand generated images
-with the dataset through the standard Inception network; see linkgan.fid for the protocol.
+FID, KID and precision/recall (``fid<N>k``, ``fid<N>k_full``, ``kid<N>k``, ``pr<N>k``...) compare N
+thousand generated images with the dataset through the standard Inception network; see
+linkgan.fid for the protocol. ``pr<N>k`` gives {precision, recall} with k = 3 neighbours.
 They need the ``metrics`` extra and the training data.
 
 Masked MSE (the paper's Table 2 and 3, after LowRankGAN), per link, over n samples:
@@ -36,7 +37,8 @@ from .regularizer import masked_mse
 
 MSE_PATTERN = re.compile(r"^mse(\d+)k$")
 AVAILABLE = ("mse<N>k (masked MSE per link over N thousand samples, e.g. mse1k), "
-             "fid<N>k / fid<N>k_full / kid<N>k / kid<N>k_full (e.g. fid5k; needs the data)")
+             "fid<N>k / fid<N>k_full / kid<N>k / kid<N>k_full (e.g. fid5k; needs the data), "
+             "pr<N>k / pr<N>k_full (precision and recall, k = 3; needs the data)")
 
 
 def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, batch: int = 50, seed: int = 123,
