@@ -127,21 +127,27 @@ QUARTERS = [{"name": f"q{i}", "region": {"box": [x, y, x + 0.5, y + 0.5]}, "axes
             for i, (x, y) in enumerate([(0, 0), (0.5, 0), (0, 0.5), (0.5, 0.5)])]
 
 
-def bench_links(args) -> dict:
-    """img/s and time relative to no link, for 0, 1 and 4 links (the latter with --link-samples
-    all, the default, and factorized), measured in turns."""
-    arms = {"vanilla": ([], "all"), "1 link": ([EYES], "all"), "4 links": (QUARTERS, "all"),
-            "4 links, factorized": (QUARTERS, "factorized")}
+def arms_in_turns(args, arms: dict[str, dict], reference: str) -> dict:
+    """img/s of each arm (warm_trainer keyword arguments), the arms taking turns for ``args.rounds``
+    rounds of ``args.steps`` steps, and each one's median time relative to the ``reference`` arm."""
     trainers, speeds = {}, {name: [] for name in arms}
-    for name, (links, samples) in arms.items():
+    for name, kwargs in arms.items():
         torch.manual_seed(0)
-        trainers[name] = warm_trainer(args, links=links, link_samples=samples)
+        trainers[name] = warm_trainer(args, **kwargs)
     for _ in range(args.rounds):
         for name, trainer in trainers.items():
             speeds[name].append(args.batch * args.steps / timed_steps(trainer, args.steps))
-    ref = statistics.median(speeds["vanilla"])
-    return {name: {"img_per_s": statistics.median(v), "time_vs_vanilla": ref / statistics.median(v),
+    ref = statistics.median(speeds[reference])
+    return {name: {"img_per_s": statistics.median(v), f"time_vs_{reference}": ref / statistics.median(v),
                    "rounds_img_per_s": v} for name, v in speeds.items()}
+
+
+def bench_links(args) -> dict:
+    """img/s and time relative to no link, for 0, 1 and 4 links (the latter with --link-samples
+    all, the default, and factorized), measured in turns."""
+    arms = {"vanilla": {}, "1 link": {"links": [EYES]}, "4 links": {"links": QUARTERS},
+            "4 links, factorized": {"links": QUARTERS, "link_samples": "factorized"}}
+    return arms_in_turns(args, arms, "vanilla")
 
 
 def bench_numerics(args) -> dict:
@@ -164,16 +170,7 @@ def bench_aug(args) -> dict:
     """img/s without augmentation and with ADA's bgc pipeline at a fixed p of 0.2 and 0.8 (every D
     call of every phase augments), measured in turns; time relative to no augmentation."""
     arms = {"noaug": {}, "bgc p=0.2": {"aug": "fixed", "aug_p": 0.2}, "bgc p=0.8": {"aug": "fixed", "aug_p": 0.8}}
-    trainers, speeds = {}, {name: [] for name in arms}
-    for name, train in arms.items():
-        torch.manual_seed(0)
-        trainers[name] = warm_trainer(args, **train)
-    for _ in range(args.rounds):
-        for name, trainer in trainers.items():
-            speeds[name].append(args.batch * args.steps / timed_steps(trainer, args.steps))
-    ref = statistics.median(speeds["noaug"])
-    return {name: {"img_per_s": statistics.median(v), "time_vs_noaug": ref / statistics.median(v),
-                   "rounds_img_per_s": v} for name, v in speeds.items()}
+    return arms_in_turns(args, arms, "noaug")
 
 
 def main():
