@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.linkgan-installed
 
-.PHONY: demo demo-quick test bench install clean
+.PHONY: demo demo-quick test lint bench install clean
 
 install: $(STAMP)
 
@@ -25,7 +25,12 @@ demo: $(STAMP)
 demo-quick: $(STAMP)
 	$(VENV)/bin/linkgan demo --out demo-quick --quick
 
-test: $(STAMP)
+# lint: pyflakes, pycodestyle and import order (ruff), and no import cycles (import-linter; pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

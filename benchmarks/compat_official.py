@@ -48,7 +48,7 @@ import torch
 from linkgan.checkpoint import load_checkpoint, load_module
 from linkgan.config import RunConfig
 from linkgan.importer import import_model
-from linkgan.training import build_discriminator, build_generator
+from linkgan.networks.build import build_discriminator, build_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import timed_steps, warm_trainer  # noqa: E402  (the benchmark beside this one)

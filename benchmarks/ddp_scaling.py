@@ -25,11 +25,12 @@ from pathlib import Path
 
 def worker(args) -> None:
     """One process of a job: trains warm-up steps, then times ``steps`` steps."""
+    from train_speed import RandomImages  # this folder is on sys.path when the script runs
+
     from linkgan.config import ModelConfig, RunConfig, TrainConfig
     from linkgan.distributed import barrier
     from linkgan.losses import LossStats
     from linkgan.training import Trainer
-    from train_speed import RandomImages  # this folder is on sys.path when the script runs
 
     model = ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax)
     train = TrainConfig(data="random", out=args.out, batch=args.batch, workers=0)

@@ -24,8 +24,8 @@ import time
 import torch
 
 from linkgan.config import ModelConfig, RunConfig, TrainConfig
+from linkgan.networks.build import build_generator
 from linkgan.pipeline import LinkGANPipeline
-from linkgan.training import build_generator
 
 
 def timed(fn, reps: int, warmup: int = 5) -> float:

@@ -24,8 +24,8 @@ import torch
 from linkgan.checkpoint import load_checkpoint, load_module, save_checkpoint
 from linkgan.config import RunConfig
 from linkgan.metrics import masked_mse_metric
+from linkgan.networks.build import build_discriminator, build_generator
 from linkgan.pipeline import LinkGANPipeline
-from linkgan.training import build_discriminator, build_generator
 
 SIZE_LIMIT = 12 * 1024 * 1024  # per file; the wheel must stay under 30 MB with all of them
 

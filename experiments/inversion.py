@@ -36,8 +36,15 @@ from paper_tables import Results  # noqa: E402
 from linkgan.data import ImageDataset  # noqa: E402
 from linkgan.editing import edit_grid, edit_latents, region_outline  # noqa: E402
 from linkgan.images import make_grid, save_png, uint8_to_float  # noqa: E402
-from linkgan.inversion import (LatentEncoder, ReconstructionLoss, latent_locality, pivotal_tuning,  # noqa: E402
-                               project, train_encoder, tuning_locality)
+from linkgan.inversion import (  # noqa: E402
+    LatentEncoder,
+    ReconstructionLoss,
+    latent_locality,
+    pivotal_tuning,
+    project,
+    train_encoder,
+    tuning_locality,
+)
 from linkgan.pipeline import LinkGANPipeline  # noqa: E402
 
 # w+free: StyleGAN2's projector (wplus_weight 0); w+ and encoder+w+ use the default cohesion penalty.

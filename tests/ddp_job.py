@@ -24,7 +24,6 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import tiny_run  # noqa: E402
-
 from linkgan.distributed import rank_seed  # noqa: E402
 from linkgan.metrics import masked_mse_metric  # noqa: E402
 from linkgan.training import Trainer  # noqa: E402

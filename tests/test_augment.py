@@ -7,13 +7,12 @@ import math
 import pytest
 import torch
 
+from conftest import tiny_run
 from linkgan.augment import PIPELINES, AdaController, AugmentError, AugmentPipe
 from linkgan.checkpoint import load_checkpoint
 from linkgan.cli import main as cli_main
 from linkgan.config import ConfigError
 from linkgan.training import Trainer, train
-
-from conftest import tiny_run
 
 
 def _images(n=8, res=16, seed=0):

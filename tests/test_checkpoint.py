@@ -4,11 +4,18 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from linkgan.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, load_module,
-                                load_optimizer, prune_checkpoints, resolve_checkpoint, save_checkpoint)
-from linkgan.networks import Generator
-
 from conftest import tiny_model
+from linkgan.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    load_module,
+    load_optimizer,
+    prune_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from linkgan.networks import Generator
 
 
 def _gen(res=16):

@@ -28,8 +28,8 @@ def test_quick_demo_writes_samples_and_a_second_run_reuses_everything(tmp_path, 
 
 
 def test_the_demo_fine_tunes_the_shipped_base_unless_asked_to_train_from_scratch(tmp_path, capsys):
-    from linkgan.demo import BASE_MODEL, DemoPlan
     from linkgan.checkpoint import load_checkpoint
+    from linkgan.demo import BASE_MODEL, DemoPlan
 
     assert DemoPlan.make(quick=False, gpu=False).kimg == 0  # no vanilla training on the default path
     assert DemoPlan.make(quick=False, gpu=False, from_scratch=True).kimg > 0

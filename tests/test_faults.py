@@ -24,7 +24,6 @@ from linkgan.losses import NonFiniteLossError
 from linkgan.pipeline import LinkGANPipeline
 from linkgan.training import Trainer, train
 
-
 TINY = ["--res", "16", "--z-dim", "32", "--w-dim", "32", "--map-layers", "2", "--cbase", "256", "--cmax", "32",
         "--batch", "8", "--workers", "0", "--grid-size", "4", "--r1-interval", "2", "--no-progress"]
 

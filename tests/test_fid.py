@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model
 from PIL import Image
 from safetensors import safe_open
 
+from conftest import tiny_model
 from linkgan import fid
 from linkgan.data import ImageDataset
 from linkgan.images import float_to_uint8, save_png
@@ -386,7 +386,6 @@ def test_metrics_command_reports_fid_kid_and_masked_mse_in_one_json(tmp_path, mo
     import json
 
     from conftest import tiny_run
-
     from linkgan.cli import main
     from linkgan.training import train
 
@@ -411,7 +410,6 @@ def test_metrics_command_reports_fid_kid_and_masked_mse_in_one_json(tmp_path, mo
 
 def test_metrics_command_names_the_extra_when_the_network_is_missing(tmp_path, monkeypatch, image_folder, capsys):
     from conftest import tiny_run
-
     from linkgan.cli import main
     from linkgan.training import train
 

@@ -10,14 +10,22 @@ import sys
 import pytest
 import torch
 
-from foreign_models import (FILTER, Record, fake_nvidia_modules, generator_record, nvidia_pickle, rosinality_checkpoint,
-                            rosinality_state, tiny_networks)
+from foreign_models import (
+    FILTER,
+    Record,
+    fake_nvidia_modules,
+    generator_record,
+    nvidia_pickle,
+    rosinality_checkpoint,
+    rosinality_state,
+    tiny_networks,
+)
 from linkgan.checkpoint import load_checkpoint, load_module
 from linkgan.cli import main
 from linkgan.config import RunConfig
 from linkgan.importer import ModelImportError, SafeUnpickler, import_model, read_pickle
 from linkgan.networks import z_from_seeds
-from linkgan.training import build_discriminator, build_generator
+from linkgan.networks.build import build_discriminator, build_generator
 
 
 def load_imported(path, name="G_ema"):

@@ -11,11 +11,22 @@ from conftest import tiny_model
 from linkgan.checkpoint import save_checkpoint
 from linkgan.cli import main
 from linkgan.config import RunConfig, TrainConfig
-from linkgan.images import ImageLoadError, float_to_uint8, load_image, uint8_to_float
-from linkgan.inversion import (Inversion, LatentEncoder, ReconstructionLoss, latent_locality, noise_regularization,
-                               pivotal_tuning, project, psnr, ssim, train_encoder)
+from linkgan.data.images import ImageLoadError, load_image
+from linkgan.images import float_to_uint8, uint8_to_float
+from linkgan.inversion import (
+    Inversion,
+    LatentEncoder,
+    ReconstructionLoss,
+    latent_locality,
+    noise_regularization,
+    pivotal_tuning,
+    project,
+    psnr,
+    ssim,
+    train_encoder,
+)
+from linkgan.networks.build import build_generator
 from linkgan.pipeline import LinkGANPipeline
-from linkgan.training import build_generator
 
 LINKS = [{"name": "top", "region": {"box": [0.0, 0.0, 1.0, 0.5]}, "axes": 8}]
 

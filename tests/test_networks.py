@@ -238,7 +238,7 @@ def test_an_old_checkpoint_still_computes_its_images():
 
     from linkgan.checkpoint import load_checkpoint, load_module
     from linkgan.config import RunConfig
-    from linkgan.training import build_discriminator, build_generator
+    from linkgan.networks.build import build_discriminator, build_generator
 
     data = Path(__file__).parent / "data"
     ckpt = load_checkpoint(data / "legacy-tiny.safetensors")

@@ -4,17 +4,16 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import tiny_run
 from linkgan.checkpoint import load_checkpoint
 from linkgan.config import RunConfig
-from linkgan.losses import LossStats
 from linkgan.editing import edit_latents, transplant_latents
+from linkgan.losses import LossStats
 from linkgan.metrics import masked_mse_metric, parse_metric_names
 from linkgan.networks import Generator
 from linkgan.partition import LatentPartition
 from linkgan.regularizer import LinkSettings, link_loss, masked_mse
 from linkgan.training import Trainer, train
-
-from conftest import tiny_run
 
 RES, W = 16, 32
 BOX = [0.25, 0.25, 0.75, 0.5]

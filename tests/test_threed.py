@@ -15,20 +15,19 @@ from linkgan.data import DatasetError
 from linkgan.data.toyheads import make_toyheads
 from linkgan.losses import LossStats
 from linkgan.networks import CameraDiscriminator, TriplaneGenerator
+from linkgan.networks.build import build_discriminator, build_generator
 from linkgan.partition import LatentPartition
-from linkgan.regions import RegionError, region_from_spec
-from linkgan.regions3d import Box3DRegion
+from linkgan.pipeline import TriplanePipeline
+from linkgan.regions import Box3DRegion, RegionError, region_from_spec
 from linkgan.regularizer import LinkSettings
 from linkgan.render3d import camera_labels, intrinsics, look_at, project
 from linkgan.threed import (
     TriplaneLoss,
-    TriplanePipeline,
-    build_triplane_generator,
     masked_mse_metric_3d,
     view_cameras,
     volume_link_loss,
 )
-from linkgan.training import Trainer, build_discriminator, train
+from linkgan.training import Trainer, train
 
 NOSE = [-0.07, -0.2, 0.18, 0.07, 0.02, 0.45]
 LINKS = [{"name": "eyes", "region": {"box": [0.2, 0.3, 0.8, 0.5]}, "axes": 4},
@@ -120,7 +119,7 @@ def test_2d_configs_without_3d_fields_still_load():
 
 def test_fakes_are_conditioned_on_swapped_poses_with_probability_gpc_swap():
     m = tiny_model_3d()
-    G, D = build_triplane_generator(m), build_discriminator(m)
+    G, D = build_generator(m), build_discriminator(m)
     c = view_cameras(G, (-20, 0, 20, 30))
     assert torch.equal(TriplaneLoss(G, D, 1.0, gpc_swap=0.0).conditioning(c), c)
     assert torch.equal(TriplaneLoss(G, D, 1.0, gpc_swap=1.0).conditioning(c), c.roll(1, 0))
@@ -130,7 +129,7 @@ def test_the_discriminator_sees_the_camera_and_the_raw_render():
     torch.manual_seed(0)
     D = CameraDiscriminator(16, 8, channel_base=256, channel_max=16)
     img = torch.randn(2, 3, 16, 16)
-    c = view_cameras(build_triplane_generator(tiny_model_3d()), (0, 30))
+    c = view_cameras(build_generator(tiny_model_3d()), (0, 30))
     logits = D(img, c)
     assert logits.shape == (2, 1)
     assert not torch.allclose(D(img, c.flip(0)), logits), "another camera must change the verdict"
@@ -144,7 +143,7 @@ def test_the_discriminator_sees_the_camera_and_the_raw_render():
 def _loss_with_links(links, alpha=1.0, form="relative"):
     torch.manual_seed(0)
     m = tiny_model_3d()
-    G, D = build_triplane_generator(m), build_discriminator(m)
+    G, D = build_generator(m), build_discriminator(m)
     part = LatentPartition.from_specs(links, m.w_dim, m.resolution)
     link = LinkSettings.build(part, m.resolution, None, alpha, 1.0, 1.0, 2, 0.0, form)
     return G, TriplaneLoss(G, D, 1.0, link=link)

@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_run
 from linkgan import LinkGANPipeline
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.cli import main as cli_main
 from linkgan.losses import NonFiniteLossError
 from linkgan.pipeline import parse_seeds
 from linkgan.training import ResumableSampler, Trainer, train
-
-from conftest import tiny_run
 
 
 def _losses(run_dir):
@@ -155,3 +154,33 @@ def test_compiled_forwards_train_like_eager_and_leave_checkpoints_unchanged(imag
             if key.startswith("Loss/"):
                 assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-5), key
     assert set(load_checkpoint(tmp_path / "eager").tensors) == set(load_checkpoint(tmp_path / "compiled").tensors)
+
+
+def test_a_preset_replaces_the_defaults_and_config_and_flags_still_win(image_folder, tmp_path, capsys):
+    from linkgan.config import PRESETS
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("train: {lr_g: 0.003}\n")
+    out = tmp_path / "run"
+    tiny = ["--res", "16", "--z-dim", "32", "--w-dim", "32", "--cbase", "256", "--cmax", "32", "--mbstd-group", "4",
+            "--batch", "8", "--kimg", "0.008", "--workers", "0", "--grid-size", "4"]
+    assert cli_main(["train", "--preset", "small32", "--config", str(cfg), "--data", str(image_folder),
+                     "--out", str(out), *tiny, "--no-progress"]) == 0
+    saved = load_checkpoint(out).config
+    preset = PRESETS["small32"]
+    assert saved["preset"] == "small32"
+    assert saved["model"]["mapping_layers"] == preset["model"]["mapping_layers"] == 2
+    for key in ("lr_d", "r1_gamma", "style_mixing", "aug", "ada_kimg", "xflip"):
+        assert saved["train"][key] == preset["train"][key], key
+    assert saved["train"]["lr_g"] == 0.003 and saved["train"]["kimg"] == 0.008  # --config, then flags
+    assert "preset: small32" in (out / "config.yaml").read_text()
+    # A resumed run keeps its preset; naming the same one is allowed, another one is not.
+    assert cli_main(["train", "--resume", str(out), "--preset", "small32", "--kimg", "0.016", "--no-progress"]) == 0
+    plain = tmp_path / "plain"
+    assert cli_main(["train", "--data", str(image_folder), "--out", str(plain), *tiny, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli_main(["train", "--resume", str(plain), "--preset", "small32", "--kimg", "0.016"]) == 2
+    assert "--preset small32 cannot change a resumed run (it started from no preset)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--preset", "nosuch"])
+    assert "invalid choice: 'nosuch' (choose from 'small32')" in capsys.readouterr().err

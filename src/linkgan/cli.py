@@ -15,7 +15,17 @@ import typing
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, ModelConfig, RunConfig, TrainConfig, from_dict, load_config_file, merge_dicts
+from .config import (
+    PRESETS,
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    from_dict,
+    load_config_file,
+    merge_dicts,
+    preset_values,
+)
 from .errors import DISK_ERRNOS, InputError
 from .networks import MAX_SEED
 from .segment.cli import add_segmenter_commands
@@ -102,8 +112,13 @@ def cmd_train(args) -> int:
                               f"change on resume: {', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)}. "
                               "Start a new run with --init RUN to fine-tune with other settings")
         overrides.setdefault("train", {}).setdefault("out", str(ckpt.path.parent))
+        if args.preset and args.preset != base.get("preset", ""):
+            raise ConfigError(f"--preset {args.preset} cannot change a resumed run (it started from "
+                              f"{base.get('preset') or 'no preset'}); start a new run with --init RUN instead")
     else:
         base = RunConfig().to_dict()
+        if args.preset:
+            base = merge_dicts(base, preset_values(args.preset))
         if args.config:
             base = merge_dicts(base, load_config_file(args.config))
     config = RunConfig.from_dict(merge_dicts(base, overrides), args.config or "options")
@@ -226,7 +241,8 @@ def cmd_invert(args) -> int:
     from tqdm.auto import tqdm
 
     from .data import IMAGE_EXTENSIONS
-    from .images import ImageLoadError, make_grid, save_png
+    from .data.images import ImageLoadError
+    from .images import make_grid, save_png
     from .pipeline import LinkGANPipeline
 
     src = Path(args.images)
@@ -522,9 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="Train a generator (from scratch, fine-tuning, or resuming).",
                        description="Train StyleGAN2 on a dataset archive or image folder. Options come from the "
-                                   "defaults, then --config, then the flags you give.",
+                                   "defaults, then --preset, then --config, then the flags you give; the resolved "
+                                   "values are saved as config.yaml in the run directory.",
                        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--config", help="YAML/JSON file with 'model:' and 'train:' sections.")
+    t.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="Start from a named recipe instead of the defaults: "
+                        + "; ".join(f"'{k}': {v['help']}" for k, v in sorted(PRESETS.items())))
     t.add_argument("--resume", help="Continue a run: a run directory (its newest checkpoint) or a checkpoint "
                                     "file. Restores G, D, G_ema, optimizers, counters and RNG state.")
     t.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")

@@ -207,6 +207,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     links: list[dict] = field(default_factory=list)  # LinkGAN links: {name, region, axes} each
     allow_link_overlap: bool = False  # fixed regions of two links may share pixels
+    preset: str = ""  # the --preset the run started from (its values are in model: and train:)
     version: int = 1
 
     def partition(self):
@@ -232,6 +233,27 @@ class RunConfig:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
+
+
+# Named recipes, as stylegan2-ada-pytorch's --cfg: values that replace the defaults before --config and the
+# flags apply. Each was measured; docs/results/ada.md has the runs behind them.
+PRESETS: dict[str, dict[str, Any]] = {
+    "small32": {
+        "help": "32-px StyleGAN2 for a small or medium dataset on little compute (the Fashion-MNIST base of "
+                "docs/results/ada.md): 64 channels, 2 mapping layers, minibatch-stddev over the whole batch, "
+                "gamma 0.1, learning rates 0.002, no style mixing, x-flips, ADA (p adjusts in 100 kimg), 150 kimg.",
+        "model": {"resolution": 32, "mapping_layers": 2, "channel_base": 2048, "channel_max": 64, "mbstd_group": 32},
+        "train": {"kimg": 150.0, "batch": 32, "lr_g": 0.002, "lr_d": 0.002, "r1_gamma": 0.1, "style_mixing": 0.0,
+                  "xflip": True, "aug": "ada", "ada_kimg": 100.0},
+    },
+}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The {'model': ..., 'train': ...} values of preset ``name``; ConfigError naming the known ones."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+    return {"model": dict(PRESETS[name]["model"]), "train": dict(PRESETS[name]["train"]), "preset": name}
 
 
 # Allowed ranges of the numeric options, checked before anything is built or written:

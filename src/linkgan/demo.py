@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .checkpoint import list_checkpoints, load_checkpoint
 from .config import ModelConfig, RunConfig, TrainConfig
-from .device import select_device
 from .data import TOYFACES_EYES_BOX, TOYFACES_MOUTH_BOX
+from .device import select_device
 from .metrics import masked_mse_metric
 from .pipeline import LinkGANPipeline
 from .training import train

@@ -10,8 +10,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InputError
-
 
 def uint8_to_float(img: torch.Tensor) -> torch.Tensor:
     """uint8 (N,C,H,W) in [0,255] -> float32 in [-1, 1]."""
@@ -66,43 +64,3 @@ def save_png(array: np.ndarray, path: str | Path, upscale: int = 1) -> Path:
     img.save(tmp)
     tmp.replace(path)
     return path
-
-
-class ImageLoadError(InputError):
-    """A file or upload that cannot be used as an image (not an image, corrupt, too large)."""
-
-
-ALIGN_MODES = ("center", "none")
-
-
-def load_image(src, res: int, align: str = "center") -> torch.Tensor:
-    """Any image (a path, encoded bytes, a PIL image or a uint8 (H,W[,C]) array; any size,
-    grey, palette or RGBA) -> float (1, 3, res, res) in [-1, 1].
-
-    align: 'center' crops the largest centred square before resizing; 'none' resizes the
-    whole image, squashing a non-square one. Alpha is composited over white. Raises
-    ImageLoadError naming the input for non-images, corrupt files and decompression bombs.
-    """
-    from .data.errors import DatasetError
-    from .data.images import center_crop_resize, load_image_rgb, to_rgb
-
-    if align not in ALIGN_MODES:
-        raise InputError(f"align must be one of {ALIGN_MODES}, not {align!r}")
-    try:
-        if isinstance(src, Image.Image):
-            img = to_rgb(src)
-        elif isinstance(src, np.ndarray):
-            if src.dtype != np.uint8 or src.ndim not in (2, 3) or (src.ndim == 3 and src.shape[2] not in (1, 3, 4)):
-                raise ImageLoadError(f"an image array must be uint8 (H, W) or (H, W, 1|3|4), got {src.dtype} "
-                                     f"{src.shape}")
-            img = to_rgb(Image.fromarray(src[..., 0] if src.ndim == 3 and src.shape[2] == 1 else src))
-        else:
-            img = load_image_rgb(src)
-    except DatasetError as e:
-        raise ImageLoadError(str(e)) from None
-    if align == "center":
-        img = center_crop_resize(img, res)
-    elif img.size != (res, res):
-        img = img.resize((res, res), Image.Resampling.LANCZOS if min(img.size) > res else Image.Resampling.BICUBIC)
-    arr = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)[None]
-    return uint8_to_float(arr)

@@ -609,7 +609,7 @@ def _estimate_w_avg(G, n: int = 10000) -> torch.Tensor:
 
 def build_imported(imported: ImportedModel, path) -> dict[str, torch.nn.Module]:
     """linkgan networks holding the imported weights; every name and shape is checked."""
-    from .training import build_discriminator, build_generator
+    from .networks.build import build_discriminator, build_generator
 
     nets = {}
     for name, sd in imported.modules.items():

@@ -1,5 +1,10 @@
 """Metrics, named with their sample count as in StyleGAN2-ADA (``mse1k``, ``fid5k``, ``kid5k``, ``pr5k``).
 
+Every metric family is registered once with ``@register_metric``: its name pattern, its help, what
+it needs (links, the training data) and which model kinds it measures. ``linkgan metrics``,
+training's ``--metrics`` and the API (``compute_metrics``) all read the registry, so a new metric
+is one decorated function.
+
 FID, KID and precision/recall (``fid<N>k``, ``fid<N>k_full``, ``kid<N>k``, ``pr<N>k``...) compare N
 thousand generated images with the dataset through the standard Inception network; see
 linkgan.fid for the protocol. ``pr<N>k`` gives {precision, recall} with k = 3 neighbours.
@@ -27,6 +32,8 @@ measured over the pixels that are the region in both images.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -34,11 +41,6 @@ from .errors import InputError
 from .networks import Generator
 from .partition import LatentPartition
 from .regularizer import masked_mse
-
-MSE_PATTERN = re.compile(r"^mse(\d+)k$")
-AVAILABLE = ("mse<N>k (masked MSE per link over N thousand samples, e.g. mse1k), "
-             "fid<N>k / fid<N>k_full / kid<N>k / kid<N>k_full (e.g. fid5k; needs the data), "
-             "pr<N>k / pr<N>k_full (precision and recall, k = 3; needs the data)")
 
 
 def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, batch: int = 50, seed: int = 123,
@@ -105,66 +107,166 @@ def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, b
     return result
 
 
-def _is_inception_metric(name: str) -> bool:
-    from .fid import parse_inception_metric
+# ------------------------------------------------------------------------------ the registry
+@dataclass(frozen=True)
+class Metric:
+    """One registered metric family. A name such as ``fid5k`` belongs to the family whose ``pattern``
+    it matches in full (group 1: the thousands of samples, at least 1). ``compute(ctx, names)``
+    evaluates every requested name of its ``group`` at once (FID, KID and precision/recall share
+    one pass of generated images) and returns {name: value}."""
 
-    return parse_inception_metric(name) is not None
+    family: str
+    pattern: re.Pattern
+    help: str
+    compute: Callable[["MetricContext", list[str]], dict]
+    group: str
+    needs_links: bool = False
+    needs_data: bool = False
+    kinds: tuple[str, ...] = ("2d",)
+    check: Callable[[], None] | None = None  # run when training starts, so a missing piece fails early
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(family: str, pattern: str, help: str, *, group: str | None = None, needs_links: bool = False,
+                    needs_data: bool = False, kinds: tuple[str, ...] = ("2d",), check: Callable[[], None] | None = None):
+    """Decorator registering ``compute(ctx, names) -> {name: value}`` as metric family ``family``."""
+    def decorate(compute):
+        if family in METRICS:
+            raise ValueError(f"metric {family!r} is registered twice")
+        METRICS[family] = Metric(family, re.compile(pattern), help, compute, group or family, needs_links, needs_data,
+                                 tuple(kinds), check)
+        return compute
+    return decorate
+
+
+def available_metrics() -> str:
+    """One line per registered family, for help texts and errors."""
+    return "; ".join(m.help for m in METRICS.values())
+
+
+def metric_of(name: str) -> Metric | None:
+    """The registered family of a metric name, or None."""
+    for metric in METRICS.values():
+        m = metric.pattern.fullmatch(name)
+        if m and int(m.group(1)) >= 1:
+            return metric
+    return None
+
+
+def metric_samples(name: str) -> int:
+    """The number of samples a metric name asks for: 'mse2k' -> 2000."""
+    metric = metric_of(name)
+    if metric is None:
+        raise InputError(f"unknown metric {name!r}; available: {available_metrics()}")
+    return int(metric.pattern.fullmatch(name).group(1)) * 1000
 
 
 def parse_metric_names(spec: str) -> list[str]:
     """Comma-separated metric names, checked: e.g. 'fid5k,mse1k' -> ['fid5k', 'mse1k']."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
     for name in names:
-        m = MSE_PATTERN.match(name)
-        if (m and int(m.group(1)) > 0) or _is_inception_metric(name):
-            continue
-        raise InputError(f"unknown metric {name!r}; available: {AVAILABLE}")
+        metric_samples(name)
     return names
+
+
+def check_metric_names(names: list[str], *, links: bool, kind: str = "2d", data: bool = True) -> list[Metric]:
+    """The families of ``names``, after checking that a model of ``kind`` (with or without links,
+    with or without the dataset) can be measured by each; InputError naming the metric otherwise."""
+    families = []
+    for name in names:
+        metric = metric_of(name)
+        if metric is None:
+            raise InputError(f"unknown metric {name!r}; available: {available_metrics()}")
+        if metric.needs_links and not links:
+            raise InputError(f"{name}: masked MSE needs links, and this model has none (give --links links.yaml)")
+        if kind not in metric.kinds:
+            raise InputError(f"{name}: {metric.family} is not available for {kind.upper()} models yet; metrics for "
+                             f"them: {', '.join(m.family + '<N>k' for m in METRICS.values() if kind in m.kinds)}")
+        if metric.needs_data and not data:
+            raise InputError(f"{name} compares generated images with real ones; give the dataset (--data X.zip)")
+        if metric not in families:
+            families.append(metric)
+    return families
+
+
+@dataclass
+class MetricContext:
+    """What a metric's compute function gets: the generator and its links, where to run, the real data.
+
+    dist_env: in a multi-process job every rank calls compute_metrics; each metric shares its work
+    out (masked MSE) or computes on rank 0 and broadcasts (FID), so every rank gets the same result."""
+
+    G: torch.nn.Module
+    partition: LatentPartition
+    device: torch.device | str | None = None
+    progress: bool = False
+    data: object = None
+    cache_dir: object = None
+    dist_env: object = None
+    kind: str = field(init=False)
+
+    def __post_init__(self):
+        self.kind = getattr(self.G, "kind", "2d")
 
 
 def compute_metrics(G: Generator, partition: LatentPartition, names: list[str], device=None,
                     progress: bool = False, data=None, cache_dir=None, dist_env=None) -> dict:
     """Evaluates each named metric: {'mse1k': {link: {...}}, 'fid5k': float, ...}.
 
-    data: the real images for FID/KID, an ImageDataset or a path (opened at G's resolution).
-    dist_env: in a multi-process job (every rank calls this), masked MSE is shared out among
-    the ranks; FID/KID are computed by rank 0 while the others wait, and every rank gets
-    the same result.
+    data: the real images for FID/KID/PR, an ImageDataset or a path (opened at G's resolution).
+    dist_env: see MetricContext.
     """
+    ctx = MetricContext(G, partition, device, progress, data, cache_dir, dist_env)
+    families = check_metric_names(names, links=len(partition) > 0, kind=ctx.kind, data=data is not None)
     out: dict = {}
-    inception_names = [n for n in names if _is_inception_metric(n)]
-    if getattr(G, "c_dim", 0) and (inception_names or any(MSE_PATTERN.match(n) for n in names)):
-        if inception_names:
-            raise InputError(f"{', '.join(inception_names)}: FID/KID are not available for 3D models yet")
+    for group in dict.fromkeys(m.group for m in families):
+        members = [n for n in names if metric_of(n).group == group]
+        out.update(next(m for m in families if m.group == group).compute(ctx, members))
+    return {name: out[name] for name in names}
+
+
+@register_metric("mse", r"mse(\d+)k", "mse<N>k (masked MSE per link over N thousand samples, e.g. mse1k)",
+                 needs_links=True, kinds=("2d", "3d"))
+def _masked_mse(ctx: MetricContext, names: list[str]) -> dict:
+    if ctx.kind == "3d":
         from .threed import masked_mse_metric_3d  # RGB and depth, averaged over views
 
-        for name in names:
-            out[name] = masked_mse_metric_3d(G, partition, n=int(MSE_PATTERN.match(name).group(1)) * 1000,
-                                             device=device, progress=progress)
-        return {name: out[name] for name in names}
-    if inception_names and dist_env is not None and dist_env.active:
+        return {n: masked_mse_metric_3d(ctx.G, ctx.partition, n=metric_samples(n), device=ctx.device,
+                                        progress=ctx.progress) for n in names}
+    return {n: masked_mse_metric(ctx.G, ctx.partition, n=metric_samples(n), device=ctx.device,
+                                 progress=ctx.progress, dist_env=ctx.dist_env) for n in names}
+
+
+def _find_inception() -> None:
+    from .fid import find_inception_file
+
+    find_inception_file()
+
+
+# Decorators apply bottom-up: fid is registered first, so help texts list fid, kid, pr.
+@register_metric("pr", r"pr(\d+)k(?:_full)?", "pr<N>k / pr<N>k_full (precision and recall, k = 3; needs the data)",
+                 group="inception", needs_data=True, check=_find_inception)
+@register_metric("kid", r"kid(\d+)k(?:_full)?", "kid<N>k / kid<N>k_full (kernel Inception distance; needs the data)",
+                 group="inception", needs_data=True, check=_find_inception)
+@register_metric("fid", r"fid(\d+)k(?:_full)?", "fid<N>k / fid<N>k_full (Frechet Inception distance of N thousand "
+                 "samples against N thousand real images, _full: all of them; e.g. fid5k; needs the data)",
+                 group="inception", needs_data=True, check=_find_inception)
+def _inception_metrics(ctx: MetricContext, names: list[str]) -> dict:
+    """FID, KID and precision/recall in one pass of generated images (linkgan.fid has the protocol);
+    in a multi-process job rank 0 computes them while the others wait."""
+    if ctx.dist_env is not None and ctx.dist_env.active:
         from .distributed import all_gather_objects
 
-        values = compute_metrics(G, partition, inception_names, device, progress, data, cache_dir) \
-            if dist_env.is_main else None
-        out.update(all_gather_objects(values, dist_env)[0])
-        inception_names = []
-    if inception_names:
-        from .data import ImageDataset
-        from .fid import compute_fid_kid
+        values = _inception_metrics(MetricContext(ctx.G, ctx.partition, ctx.device, ctx.progress, ctx.data,
+                                                  ctx.cache_dir), names) if ctx.dist_env.is_main else None
+        return all_gather_objects(values, ctx.dist_env)[0]
+    from .data import ImageDataset
+    from .fid import compute_fid_kid
 
-        if data is None:
-            raise InputError(f"{', '.join(inception_names)} compare generated images with real ones; give the "
-                             "dataset (--data X.zip)")
-        dataset = data if isinstance(data, ImageDataset) else ImageDataset(data, resolution=G.resolution)
-        out.update(compute_fid_kid(G, dataset, inception_names, device=device, progress=progress,
-                                   cache_dir=cache_dir))
-    for name in names:
-        m = MSE_PATTERN.match(name)
-        if m:
-            out[name] = masked_mse_metric(G, partition, n=int(m.group(1)) * 1000, device=device, progress=progress,
-                                          dist_env=dist_env)
-    return {name: out[name] for name in names}
+    dataset = ctx.data if isinstance(ctx.data, ImageDataset) else ImageDataset(ctx.data, resolution=ctx.G.resolution)
+    return compute_fid_kid(ctx.G, dataset, names, device=ctx.device, progress=ctx.progress, cache_dir=ctx.cache_dir)
 
 
 def flatten_metrics(result: dict, prefix: str = "Metrics") -> dict[str, float]:

@@ -11,6 +11,7 @@ import re
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint, load_module
@@ -19,8 +20,8 @@ from .device import select_device
 from .errors import InputError
 from .images import float_to_uint8, make_grid, save_png, to_pil
 from .networks import MAX_SEED, Generator, z_from_seeds
-from .training import build_generator
-
+from .networks.build import build_generator
+from .threed import DEFAULT_YAWS, depth_to_image, frontal_cameras, region_masks_for_view, render_views, view_cameras
 
 MAX_SEEDS = 100_000  # per call: more would hold every image in memory; split the range instead
 
@@ -101,9 +102,7 @@ class LinkGANPipeline:
         G = build_generator(config.model)
         load_module(G, ckpt, "G_ema" if ckpt.has("G_ema") else "G")
         if config.model.kind == "3d" and cls is LinkGANPipeline:
-            from .threed import TriplanePipeline  # renders from cameras; multi-view edits with depth
-
-            cls = TriplanePipeline
+            cls = TriplanePipeline  # renders from cameras; multi-view edits with depth
         return cls(G.to(device), config, device, ckpt.path)
 
     @property
@@ -258,9 +257,9 @@ class LinkGANPipeline:
         (``encoder.safetensors`` beside the checkpoint, if any), a path, a LatentEncoder, or None.
         steps: projector steps (default 200; 0 returns the encoder's guess). pti: pivotal tuning
         of a copy of the synthesis network afterwards. progress: callable(step, total, loss).
-        Returns a linkgan.inversion.Inversion. Non-images raise linkgan.images.ImageLoadError.
+        Returns a linkgan.inversion.Inversion. Non-images raise linkgan.data.images.ImageLoadError.
         """
-        from .images import load_image
+        from .data.images import load_image
         from .inversion import LatentEncoder, ReconstructionLoss, pivotal_tuning, project
 
         target = load_image(image, self.resolution, align).to(self.device)
@@ -312,3 +311,91 @@ class LinkGANPipeline:
         return (f"LinkGANPipeline(res={m.resolution}, w_dim={m.w_dim}, device={self.device}, "
                 f"source={self.source})")
 
+
+# ------------------------------------------------------------------------------ 3D
+class _FrontalMapping:
+    """G seen through its frontal camera: ``mapping(z, truncation_psi)`` as a 2D generator's, for
+    linkgan.editing (which draws the resampled axes from mapping(z'))."""
+
+    def __init__(self, G):
+        self.G, self.z_dim, self.w_dim, self.num_ws = G, G.z_dim, G.w_dim, G.num_ws
+
+    def mapping(self, z, truncation_psi: float = 1.0, **kwargs):
+        return self.G.mapping(z, frontal_cameras(self.G, z.shape[0], z.device), truncation_psi=truncation_psi,
+                              **kwargs)
+
+
+class TriplanePipeline(LinkGANPipeline):
+    """LinkGANPipeline for a 3D checkpoint: seeds are mapped with the frontal camera; ``synthesize``,
+    ``generate`` and ``edit`` render from the frontal view (or ``view_yaw``), and ``render_views``
+    and ``save_edit_grid`` from several yaws, with depth."""
+
+    view_yaw = 0.0  # degrees: the camera of synthesize (and so of generate, edit and transplant)
+
+    @property
+    def mapping_view(self) -> _FrontalMapping:
+        return _FrontalMapping(self.G)
+
+    def latents(self, seeds, truncation: float = 1.0) -> torch.Tensor:
+        z = z_from_seeds(parse_seeds(seeds), self.G.z_dim, self.device)
+        with torch.no_grad():
+            return self.mapping_view.mapping(z, truncation_psi=truncation)
+
+    def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", batch: int = 32, latent=None) -> torch.Tensor:
+        if latent is not None and not isinstance(latent, (int, torch.Tensor)):  # an Inversion
+            raise NotImplementedError("inverted real images are not supported for 3D models yet")
+        cam = view_cameras(self.G, (self.view_yaw,), device=self.device)
+        return render_views(self.G, ws, cam, batch, noise_mode)["image"][:, 0]
+
+    def render_views(self, ws: torch.Tensor, yaws=DEFAULT_YAWS, pitch: float = 0.0) -> dict:
+        """Every ws rendered from every yaw: image (N, V, 3, R, R), depth and opacity (N, V, 1, r, r)."""
+        return render_views(self.G, ws, view_cameras(self.G, yaws, pitch, self.device))
+
+    def edit(self, seed=None, link: str = "", n: int = 6, mode: str = "resample", strength: float = 1.0,
+             truncation: float = 1.0, complement: bool = False, edit_seed: int = 0, latent=None,
+             output: str = "pil"):
+        from .editing import edit_latents
+        from .images import to_pil
+
+        if seed is None and latent is None:
+            raise InputError("give the image to edit: seed=N or latent=ws")
+        ws = self._ws(latent, truncation) if latent is not None else self.latents([int(seed)], truncation)
+        variants = edit_latents(self.mapping_view, self.links, ws, link, n, mode, strength, truncation, complement,
+                                edit_seed)[0]
+        imgs = self.synthesize(torch.cat([ws, variants]))
+        if output == "tensor":
+            return imgs[0], imgs[1:]
+        pil = to_pil(imgs)
+        return pil[0], pil[1:]
+
+    def save_edit_grid(self, seeds, link: str, out, n: int = 6, mode: str = "resample", strength: float = 1.0,
+                       truncation: float = 1.0, complement: bool = False, edit_seed: int = 0, latent=None,
+                       yaws=DEFAULT_YAWS) -> Path:
+        """For each seed and each yaw, two rows: RGB [original, n variants, |change| map with the region's
+        outline] and depth [the same, grey: near is white], so that changes of geometry show."""
+        from .editing import change_heatmap, display_upscale, edit_latents
+        from .images import float_to_uint8, make_grid, save_png
+        from .regions import draw_outline
+
+        ws = self._ws(latent, truncation) if latent is not None else self.latents(seeds, truncation)
+        variants = edit_latents(self.mapping_view, self.links, ws, link, n, mode, strength, truncation, complement,
+                                edit_seed)
+        cams = view_cameras(self.G, yaws, device=self.device)
+        b = ws.shape[0]
+        rendered = self.render_views(torch.cat([ws, variants.flatten(0, 1)]), yaws)
+        R, cfg = self.resolution, self.G.config
+        cells = []
+
+        def to_u8(t):
+            return float_to_uint8(t).permute(0, 2, 3, 1).numpy()
+
+        for i in range(b):
+            idx = [i] + [b + i * n + j for j in range(n)]
+            for v in range(len(yaws)):
+                rgb = rendered["image"][idx, v]
+                depth = depth_to_image(rendered["depth"][idx, v], rendered["opacity"][idx, v], cfg.near, cfg.far, R)
+                outline = draw_outline(region_masks_for_view(self.links, link, cams[v], R))
+                cells += list(to_u8(rgb)) + [change_heatmap(rgb[0], rgb[1:], outline)]
+                cells += list(to_u8(depth)) + [change_heatmap(depth[0], depth[1:], outline)]
+        grid = make_grid(np.stack(cells), ncols=n + 2, pad=1)
+        return save_png(grid, out, upscale=display_upscale(R))

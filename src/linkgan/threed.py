@@ -16,8 +16,9 @@ training loop and loss phases are reused as they are; this module supplies what 
   step, and the colour features) of x, x1 and x2 at random 3D points: x1 against x outside
   the box, x2 against x inside it. The constraint is on the field, so it holds from every
   viewpoint.
-* Masked MSE of RGB and depth averaged over several yaws, multi-view edit grids with depth,
-  and ``TriplanePipeline`` (what LinkGANPipeline.load returns for a 3D checkpoint).
+* Masked MSE of RGB and depth averaged over several yaws, and the multi-view rendering that
+  ``linkgan.pipeline.TriplanePipeline`` (what LinkGANPipeline.load returns for a 3D checkpoint)
+  draws its edit grids with. The networks are built in linkgan.networks.build.
 
 Cameras are EG3D labels in linkgan.render3d's conventions. The views used for grids, edits and
 metrics sit at ModelConfig.camera_radius with focal camera_focal (toyheads' values by default),
@@ -28,18 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError, ModelConfig
 from .errors import InputError
 from .losses import StyleGAN2Loss
 from .networks import (
-    CameraDiscriminator,
-    TriplaneConfig,
     TriplaneGenerator,
     z_from_seeds,
 )
@@ -49,42 +46,6 @@ from .render3d import camera_labels, intrinsics, look_at
 
 DEFAULT_YAWS = (-30.0, 0.0, 30.0)  # degrees: the views of edit grids and metrics
 VOLUME_POINTS = 256  # 3D points per sample (and per box) of the 3D-box regularizer
-
-
-# ------------------------------------------------------------------------------ building
-def is_3d(model: ModelConfig) -> bool:
-    return getattr(model, "kind", "2d") == "3d"
-
-
-def triplane_config(m: ModelConfig) -> TriplaneConfig:
-    """The TriplaneConfig of a 3D ModelConfig: --res is the final image, rays are cast at res/2 with super-resolution."""
-    if m.img_channels != 3:
-        raise ConfigError(f"a 3D generator renders RGB: img_channels must be 3, got {m.img_channels}")
-    if m.superresolution and m.resolution % 2:
-        raise ConfigError(f"with super-resolution the resolution must be even (rays are cast at res/2), got {m.resolution}")
-    return TriplaneConfig(z_dim=m.z_dim, w_dim=m.w_dim, mapping_layers=m.mapping_layers, mapping_lr_mul=m.mapping_lr_mul,
-                          plane_resolution=m.plane_resolution, plane_channels=m.plane_channels,
-                          channel_base=m.channel_base, channel_max=m.channel_max, decoder_hidden=m.decoder_hidden,
-                          feature_channels=m.feature_channels,
-                          neural_resolution=m.resolution // 2 if m.superresolution else m.resolution,
-                          superresolution=m.superresolution, sr_channels=m.sr_channels, box_size=m.box_size,
-                          near=m.ray_near, far=m.ray_far, coarse_samples=m.coarse_samples,
-                          fine_samples=m.fine_samples, modconv=m.modconv, conv_clamp=m.conv_clamp,
-                          numerics=m.numerics)
-
-
-def build_triplane_generator(m: ModelConfig) -> TriplaneGenerator:
-    G = TriplaneGenerator(triplane_config(m))
-    # The viewing sphere of grids, edits and metrics travels with the network (and its EMA copy).
-    G.view_camera = (float(m.camera_radius), float(m.camera_focal))
-    return G
-
-
-def build_camera_discriminator(m: ModelConfig) -> CameraDiscriminator:
-    cfg = triplane_config(m)
-    return CameraDiscriminator(m.resolution, cfg.neural_resolution if cfg.superresolution else None,
-                               cfg.c_dim, m.channel_base, m.channel_max, m.mbstd_group, m.conv_clamp,
-                               numerics=m.numerics)
 
 
 def check_camera_dataset(dataset) -> torch.Tensor:
@@ -390,103 +351,5 @@ def masked_mse_metric_3d(G, partition: LatentPartition, n: int = 1000, batch: in
     return result
 
 
-# ------------------------------------------------------------------------------ the pipeline
-class _FrontalMapping:
-    """G seen through its frontal camera: ``mapping(z, truncation_psi)`` as a 2D generator's, for
-    linkgan.editing (which draws the resampled axes from mapping(z'))."""
-
-    def __init__(self, G):
-        self.G, self.z_dim, self.w_dim, self.num_ws = G, G.z_dim, G.w_dim, G.num_ws
-
-    def mapping(self, z, truncation_psi: float = 1.0, **kwargs):
-        return self.G.mapping(z, frontal_cameras(self.G, z.shape[0], z.device), truncation_psi=truncation_psi,
-                              **kwargs)
-
-
-def _pipeline_base():
-    from .pipeline import LinkGANPipeline
-
-    return LinkGANPipeline
-
-
-class TriplanePipeline(_pipeline_base()):
-    """LinkGANPipeline for a 3D checkpoint: seeds are mapped with the frontal camera; ``synthesize``,
-    ``generate`` and ``edit`` render from the frontal view (or ``view_yaw``), and ``render_views``
-    and ``save_edit_grid`` from several yaws, with depth."""
-
-    view_yaw = 0.0  # degrees: the camera of synthesize (and so of generate, edit and transplant)
-
-    @property
-    def mapping_view(self) -> _FrontalMapping:
-        return _FrontalMapping(self.G)
-
-    def latents(self, seeds, truncation: float = 1.0) -> torch.Tensor:
-        from .pipeline import parse_seeds
-
-        z = z_from_seeds(parse_seeds(seeds), self.G.z_dim, self.device)
-        with torch.no_grad():
-            return self.mapping_view.mapping(z, truncation_psi=truncation)
-
-    def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", batch: int = 32, latent=None) -> torch.Tensor:
-        if latent is not None and not isinstance(latent, (int, torch.Tensor)):  # an Inversion
-            raise NotImplementedError("inverted real images are not supported for 3D models yet")
-        cam = view_cameras(self.G, (self.view_yaw,), device=self.device)
-        return render_views(self.G, ws, cam, batch, noise_mode)["image"][:, 0]
-
-    def render_views(self, ws: torch.Tensor, yaws=DEFAULT_YAWS, pitch: float = 0.0) -> dict:
-        """Every ws rendered from every yaw: image (N, V, 3, R, R), depth and opacity (N, V, 1, r, r)."""
-        return render_views(self.G, ws, view_cameras(self.G, yaws, pitch, self.device))
-
-    def edit(self, seed=None, link: str = "", n: int = 6, mode: str = "resample", strength: float = 1.0,
-             truncation: float = 1.0, complement: bool = False, edit_seed: int = 0, latent=None,
-             output: str = "pil"):
-        from .editing import edit_latents
-        from .images import to_pil
-
-        if seed is None and latent is None:
-            raise InputError("give the image to edit: seed=N or latent=ws")
-        ws = self._ws(latent, truncation) if latent is not None else self.latents([int(seed)], truncation)
-        variants = edit_latents(self.mapping_view, self.links, ws, link, n, mode, strength, truncation, complement,
-                                edit_seed)[0]
-        imgs = self.synthesize(torch.cat([ws, variants]))
-        if output == "tensor":
-            return imgs[0], imgs[1:]
-        pil = to_pil(imgs)
-        return pil[0], pil[1:]
-
-    def save_edit_grid(self, seeds, link: str, out, n: int = 6, mode: str = "resample", strength: float = 1.0,
-                       truncation: float = 1.0, complement: bool = False, edit_seed: int = 0, latent=None,
-                       yaws=DEFAULT_YAWS) -> Path:
-        """For each seed and each yaw, two rows: RGB [original, n variants, |change| map with the region's
-        outline] and depth [the same, grey: near is white], so that changes of geometry show."""
-        from .editing import change_heatmap, display_upscale, edit_latents
-        from .images import float_to_uint8, make_grid, save_png
-        from .regions import draw_outline
-
-        ws = self._ws(latent, truncation) if latent is not None else self.latents(seeds, truncation)
-        variants = edit_latents(self.mapping_view, self.links, ws, link, n, mode, strength, truncation, complement,
-                                edit_seed)
-        cams = view_cameras(self.G, yaws, device=self.device)
-        b = ws.shape[0]
-        rendered = self.render_views(torch.cat([ws, variants.flatten(0, 1)]), yaws)
-        R, cfg = self.resolution, self.G.config
-        cells = []
-
-        def to_u8(t):
-            return float_to_uint8(t).permute(0, 2, 3, 1).numpy()
-
-        for i in range(b):
-            idx = [i] + [b + i * n + j for j in range(n)]
-            for v in range(len(yaws)):
-                rgb = rendered["image"][idx, v]
-                depth = depth_to_image(rendered["depth"][idx, v], rendered["opacity"][idx, v], cfg.near, cfg.far, R)
-                outline = draw_outline(region_masks_for_view(self.links, link, cams[v], R))
-                cells += list(to_u8(rgb)) + [change_heatmap(rgb[0], rgb[1:], outline)]
-                cells += list(to_u8(depth)) + [change_heatmap(depth[0], depth[1:], outline)]
-        grid = make_grid(np.stack(cells), ncols=n + 2, pad=1)
-        return save_png(grid, out, upscale=display_upscale(R))
-
-
-__all__ = ["TriplaneLoss", "TriplanePipeline", "build_camera_discriminator", "build_triplane_generator",
-           "check_camera_dataset", "masked_mse_metric_3d", "render_views", "sample_grid", "triplane_config",
+__all__ = ["TriplaneLoss", "check_camera_dataset", "masked_mse_metric_3d", "render_views", "sample_grid",
            "view_cameras", "volume_link_loss"]

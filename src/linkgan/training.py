@@ -18,14 +18,35 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .checkpoint import (CheckpointError, Checkpoint, checkpoint_name, load_checkpoint, load_module,
-                         list_checkpoints, load_optimizer, prune_checkpoints, restore_rng, save_checkpoint)
-from .config import ConfigError, ModelConfig, RunConfig, validate_for_training
-from .distributed import (DistEnv, all_gather_objects, average_gradients, average_tensors, barrier,
-                          broadcast_module, init_distributed, rank_seed, shutdown)
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    checkpoint_name,
+    list_checkpoints,
+    load_checkpoint,
+    load_module,
+    load_optimizer,
+    prune_checkpoints,
+    restore_rng,
+    save_checkpoint,
+)
+from .config import ConfigError, RunConfig, validate_for_training
+from .distributed import (
+    DistEnv,
+    all_gather_objects,
+    average_gradients,
+    average_tensors,
+    barrier,
+    broadcast_module,
+    init_distributed,
+    rank_seed,
+    shutdown,
+)
+from .errors import InputError
 from .images import make_grid, save_png, uint8_to_float
 from .losses import LossStats, NonFiniteLossError, Phase, StyleGAN2Loss
-from .networks import Discriminator, Generator, z_from_seeds
+from .networks import Generator, z_from_seeds
+from .networks.build import build_discriminator, build_generator
 from .regularizer import LinkSettings
 
 PHASE_ORDER = ["Gmain", "Greg", "Glink", "Dmain", "Dreg"]
@@ -48,26 +69,6 @@ def compile_forwards(modules, mode: str) -> None:
         kwargs = {"mode": None if mode == "default" else mode} if COMPILE_BACKEND == "inductor" else {}
         compiled = torch.compile(module.forward, backend=COMPILE_BACKEND, dynamic=False, **kwargs)
         module.forward = CompiledForward(module.forward, compiled)
-
-
-def build_generator(m: ModelConfig) -> Generator:
-    if m.kind == "3d":  # an EG3D-style tri-plane generator (linkgan.threed)
-        from .threed import build_triplane_generator
-
-        return build_triplane_generator(m)
-    return Generator(resolution=m.resolution, z_dim=m.z_dim, w_dim=m.w_dim, mapping_layers=m.mapping_layers,
-                     mapping_lr_mul=m.mapping_lr_mul, channel_base=m.channel_base, channel_max=m.channel_max,
-                     img_channels=m.img_channels, modconv=m.modconv, conv_clamp=m.conv_clamp, numerics=m.numerics)
-
-
-def build_discriminator(m: ModelConfig) -> Discriminator:
-    if m.kind == "3d":  # camera-conditioned, with the raw render as extra channels
-        from .threed import build_camera_discriminator
-
-        return build_camera_discriminator(m)
-    return Discriminator(resolution=m.resolution, img_channels=m.img_channels, channel_base=m.channel_base,
-                         channel_max=m.channel_max, mbstd_group=m.mbstd_group, conv_clamp=m.conv_clamp,
-                         numerics=m.numerics)
 
 
 class ResumableSampler(Sampler):
@@ -252,19 +253,18 @@ class Trainer:
 
     # -- set-up ---------------------------------------------------------------------------
     def _check_metrics(self, spec: str) -> list[str]:
-        """The --metrics names, checked now rather than at the first snapshot (names, links,
-        the Inception network for fid/kid)."""
-        from .metrics import MSE_PATTERN, parse_metric_names
+        """The --metrics names, checked now rather than at the first snapshot (names, links, model
+        kind, and what each metric needs, such as the Inception network for fid/kid/pr)."""
+        from .metrics import check_metric_names, parse_metric_names
 
-        names = parse_metric_names(spec or "")
-        if any(MSE_PATTERN.match(n) for n in names) and not len(self.partition):
-            raise ConfigError(f"--metrics {spec}: masked MSE needs links, and this run has none")
-        if any(not MSE_PATTERN.match(n) for n in names) and self.is_3d:
-            raise ConfigError(f"--metrics {spec}: FID/KID are not available for 3D models yet; use mse<N>k")
-        if any(not MSE_PATTERN.match(n) for n in names):
-            from .fid import find_inception_file
-
-            find_inception_file()
+        try:
+            names = parse_metric_names(spec or "")
+            families = check_metric_names(names, links=len(self.partition) > 0, kind=self.config.model.kind)
+        except InputError as e:
+            raise ConfigError(f"--metrics {spec}: {e}") from None
+        for metric in families:
+            if metric.check is not None:
+                metric.check()
         return names
 
     def _build_phases(self) -> list[Phase]:

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..render3d.cameras import mirror_camera_labels
 from .archive import (
     ARCHIVE_FORMAT,
     CLASSES_JSON,
@@ -32,7 +33,6 @@ from .archive import (
     read_classes_json,
     scan_folder,
 )
-from ..render3d.cameras import mirror_camera_labels
 from .errors import DatasetError, name_list
 from .images import center_crop_resize, center_crop_resize_mask, load_image_rgb, load_mask
 

@@ -14,9 +14,11 @@ import warnings
 from typing import BinaryIO, Union
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 from ..errors import InputError
+from ..images import uint8_to_float
 from .errors import DatasetError
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
@@ -212,3 +214,40 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
         return None
     return struct.unpack(">II", data[16:24])
+
+
+class ImageLoadError(InputError):
+    """A file or upload that cannot be used as an image (not an image, corrupt, too large)."""
+
+
+ALIGN_MODES = ("center", "none")
+
+
+def load_image(src, res: int, align: str = "center") -> torch.Tensor:
+    """Any image (a path, encoded bytes, a PIL image or a uint8 (H,W[,C]) array; any size,
+    grey, palette or RGBA) -> float (1, 3, res, res) in [-1, 1].
+
+    align: 'center' crops the largest centred square before resizing; 'none' resizes the
+    whole image, squashing a non-square one. Alpha is composited over white. Raises
+    ImageLoadError naming the input for non-images, corrupt files and decompression bombs.
+    """
+    if align not in ALIGN_MODES:
+        raise InputError(f"align must be one of {ALIGN_MODES}, not {align!r}")
+    try:
+        if isinstance(src, Image.Image):
+            img = to_rgb(src)
+        elif isinstance(src, np.ndarray):
+            if src.dtype != np.uint8 or src.ndim not in (2, 3) or (src.ndim == 3 and src.shape[2] not in (1, 3, 4)):
+                raise ImageLoadError(f"an image array must be uint8 (H, W) or (H, W, 1|3|4), got {src.dtype} "
+                                     f"{src.shape}")
+            img = to_rgb(Image.fromarray(src[..., 0] if src.ndim == 3 and src.shape[2] == 1 else src))
+        else:
+            img = load_image_rgb(src)
+    except DatasetError as e:
+        raise ImageLoadError(str(e)) from None
+    if align == "center":
+        img = center_crop_resize(img, res)
+    elif img.size != (res, res):
+        img = img.resize((res, res), Image.Resampling.LANCZOS if min(img.size) > res else Image.Resampling.BICUBIC)
+    arr = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)[None]
+    return uint8_to_float(arr)

@@ -6,5 +6,5 @@ from .generator import MAX_SEED, Generator, MappingNetwork, SynthesisNetwork, ch
 from .layers import ModulatedConv2d
 from .triplane import CameraMappingNetwork, TriplaneConfig, TriplaneGenerator
 
-__all__ = ["MAX_SEED", "CameraDiscriminator", "CameraMappingNetwork", "Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork",
-           "ModulatedConv2d", "TriplaneConfig", "TriplaneGenerator", "channels_at", "z_from_seeds"]
+__all__ = ["MAX_SEED", "CameraDiscriminator", "CameraMappingNetwork", "Discriminator", "Generator", "MappingNetwork",
+           "SynthesisNetwork", "ModulatedConv2d", "TriplaneConfig", "TriplaneGenerator", "channels_at", "z_from_seeds"]

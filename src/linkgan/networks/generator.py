@@ -14,7 +14,15 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .layers import EqualLinear, ModulatedConv2d, check_numerics, fir_resampling, fir_upsample_2x, lrelu_bias, upsample_2x
+from .layers import (
+    EqualLinear,
+    ModulatedConv2d,
+    check_numerics,
+    fir_resampling,
+    fir_upsample_2x,
+    lrelu_bias,
+    upsample_2x,
+)
 
 
 def channels_at(res: int, channel_base: int, channel_max: int) -> int:
@@ -249,6 +257,8 @@ class Generator(nn.Module):
     ``numerics``: 'official' computes what stylegan2-ada-pytorch's generator computes (so its
     weights can be imported), 'legacy' linkgan's first dialect (linkgan.networks.layers).
     """
+
+    kind = "2d"  # the model kind of ModelConfig.kind, for code that serves both kinds
 
     def __init__(self, resolution: int = 32, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
                  mapping_lr_mul: float = 0.01, channel_base: int = 16384, channel_max: int = 512,

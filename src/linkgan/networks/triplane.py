@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..render3d import RenderOptions, ray_bundle, render_rays, split_camera_labels
 from ..errors import InputError
+from ..render3d import RenderOptions, ray_bundle, render_rays, split_camera_labels
 from .generator import (
     MappingNetwork,
     StyledConv,
@@ -154,6 +154,8 @@ class TriplaneGenerator(nn.Module):
     meets nothing), opacity (N, 1, r, r) in [0, 1]; z (N, z_dim), c (N, 25) camera labels.
     Build with a TriplaneConfig and/or keyword overrides of its fields.
     """
+
+    kind = "3d"  # the model kind of ModelConfig.kind, for code that serves both kinds
 
     def __init__(self, config: TriplaneConfig | None = None, **overrides):
         super().__init__()

@@ -25,7 +25,8 @@ from .base import INPUT_CONVENTIONS, Segmenter, SegmenterError, parse_segmenter_
 from .builtin import BuiltinSegmenter
 from .evaluate import evaluate_segmenter
 from .export import EXPORT_FORMATS, export_segmenter
-from .train import held_out_split, train_segmenter
+from .split import held_out_split
+from .train import train_segmenter
 from .unet import UNet, UNetConfig
 
 __all__ = [

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from ..data import ImageDataset
 from ..errors import InputError
 from .base import Segmenter, SegmenterError
-from .train import held_out_split, to_minus_one_one
+from .split import held_out_split, to_minus_one_one
 
 SPLITS = ("val", "all")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
@@ -13,26 +12,10 @@ from tqdm.auto import tqdm
 
 from ..data import ImageDataset
 from ..device import select_device
-from ..errors import InputError
 from .builtin import BuiltinSegmenter
+from .evaluate import evaluate_segmenter
+from .split import held_out_split, to_minus_one_one
 from .unet import UNet, UNetConfig
-
-
-def held_out_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices of n images: val is the last round(n * val_fraction) of a permutation seeded by
-    `seed`, so the same n, fraction and seed always give the same split."""
-    if not 0 <= val_fraction < 1:
-        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = round(n * val_fraction)
-    if n - n_val < 1:
-        raise InputError(f"{n} images leave none to train on with val_fraction={val_fraction}")
-    return np.sort(order[:n - n_val]), np.sort(order[n - n_val:])
-
-
-def to_minus_one_one(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) in [0, 255] -> float (N, 3, H, W) in [-1, 1]."""
-    return images.float() / 127.5 - 1
 
 
 def train_segmenter(data, out, resolution: int | None = None, steps: int = 1500, batch: int = 32,
@@ -55,8 +38,6 @@ def train_segmenter(data, out, resolution: int | None = None, steps: int = 1500,
       mIoU > 0.9 on 32 px toyfaces and scenes with the defaults.
     """
     # Imported here because evaluate imports this module.
-    from .evaluate import evaluate_segmenter
-
     device = select_device(device)
     dataset = ImageDataset(data, resolution=resolution, return_masks=True)
     train_idx, val_idx = held_out_split(len(dataset), val_fraction, seed)

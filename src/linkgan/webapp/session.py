@@ -253,7 +253,7 @@ class Editor:
         if not self.can_invert:
             raise EditorError("this linkgan cannot invert photos yet (LinkGANPipeline.invert is missing)")
         try:
-            from ..images import ImageLoadError
+            from ..data.images import ImageLoadError
         except ImportError:  # an older linkgan: inversion reports bad images as ValueError
             ImageLoadError = ValueError
         options = {"space": "w+", "steps": self.invert_steps, "encoder": "auto", "seed": 0, "progress": progress,

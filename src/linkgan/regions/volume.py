@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .regions import Region, RegionError, _numbers
+from .base import Region, RegionError, _numbers
 
 BOX3D_FIELDS = "x0, y0, z0, x1, y1, z1"
 
@@ -57,7 +57,7 @@ class Box3DRegion(Region):
         cameras: (N, 25) EG3D camera labels. A pixel outside this footprint cannot see any
         point of the box, so an edit confined to the box changes none of those pixels.
         """
-        from .render3d import ray_bundle, split_camera_labels
+        from ..render3d import ray_bundle, split_camera_labels
 
         cam2world, K = split_camera_labels(cameras)
         origins, dirs = ray_bundle(cam2world, K, res)
