@@ -190,10 +190,6 @@ def load_pipeline(args):
 
 
 def cmd_edit(args) -> int:
-    import torch
-
-    from .editing import display_upscale, interpolation_latents, save_gif, transplant_latents
-    from .images import make_grid, save_png
     from .pipeline import parse_seeds
 
     if args.recipe:
@@ -204,32 +200,22 @@ def cmd_edit(args) -> int:
     if not args.link:
         raise InputError(f"give --link NAME; this model's links: {pipe.links.names or 'none (pass --links FILE)'}")
     pipe.links[args.link]  # unknown names fail here, listing the known ones
-    latent = None
+    latent, seeds = None, parse_seeds(args.seeds)
     if args.latent:  # an inverted real image (`linkgan invert`) instead of seeds
         from .inversion import Inversion
 
-        latent = Inversion.load(args.latent, pipe.device)
-        seeds, ws = [0], pipe._ws(latent, args.trunc)  # checks that the latent belongs to this model
-    else:
-        seeds = parse_seeds(args.seeds)
-        ws = pipe.latents(seeds, args.trunc)
-    up = display_upscale(pipe.resolution)
-    out = Path(args.out)
+        latent, seeds = Inversion.load(args.latent, pipe.device), [0]
+        pipe.to_ws(latent)  # checks that the latent belongs to this model
     if args.interpolate:
-        target = pipe.latents([args.target_seed if args.target_seed is not None else seeds[0] + 1], args.trunc)
-        frames = interpolation_latents(pipe.links, ws[:1], target, args.link, args.frames)
-        print(save_gif(pipe.synthesize(frames, latent=latent), out, fps=args.fps, upscale=up))
+        target = args.target_seed if args.target_seed is not None else seeds[0] + 1
+        print(pipe.save_interpolation(latent if latent is not None else seeds[0], args.link, args.out, target,
+                                      args.frames, args.fps, args.trunc))
         return 0
     if args.transplant is not None:
-        donor = pipe.latents([args.transplant], args.trunc)
-        moved = transplant_latents(pipe.links, ws, donor.expand_as(ws), args.link)
-        imgs = torch.cat([pipe.synthesize(torch.cat([ws, moved]), latent=latent), pipe.synthesize(donor)])
-        b = len(seeds)
-        rows = torch.stack([imgs[:b], imgs[b:2 * b], imgs[2 * b:].expand(b, -1, -1, -1)], dim=1).flatten(0, 1)
-        print(save_png(make_grid(rows, ncols=3, pad=1), out, upscale=up))
+        print(pipe.save_transplant_grid(seeds, args.transplant, args.link, args.out, args.trunc, latent=latent))
         print("columns: image A, A with B's region, image B")
         return 0
-    print(pipe.save_edit_grid(seeds, args.link, out, args.n, args.mode, args.strength, args.trunc, args.complement,
+    print(pipe.save_edit_grid(seeds, args.link, args.out, args.n, args.mode, args.strength, args.trunc, args.complement,
                               args.edit_seed, latent=latent))
     return 0
 

@@ -166,9 +166,9 @@ class LinkGANPipeline:
         return [save_png(a, out / f"seed{s:04d}.png") for s, a in zip(seeds, arr)]
 
     # -- editing -----------------------------------------------------------------------------
-    def _ws(self, seed_or_latent, truncation: float) -> torch.Tensor:
-        """A seed (int) -> its ws (1, L, D); an Inversion or a latent tensor (L, D) or (1, L, D) or (D,)
-        passes through."""
+    def to_ws(self, seed_or_latent, truncation: float = 1.0) -> torch.Tensor:
+        """The ws (1, L, D) of one image: a seed (int) is mapped; an Inversion (checked to belong to
+        this model) or a latent tensor (L, D), (1, L, D) or (D,) passes through."""
         from .inversion import Inversion
 
         if isinstance(seed_or_latent, Inversion):
@@ -195,7 +195,7 @@ class LinkGANPipeline:
         if seed is None and latent is None:
             raise InputError("give the image to edit: seed=N or latent=ws")
         if latent is not None:
-            ws = self._ws(latent, truncation)
+            ws = self.to_ws(latent, truncation)
             original = None
         else:
             ws, original = self._original(int(seed), truncation)
@@ -232,7 +232,7 @@ class LinkGANPipeline:
         one row per seed, or one row for ``latent`` (an Inversion or a ws tensor) when given."""
         from .editing import display_upscale, edit_grid, edit_latents, region_outline
 
-        ws = self._ws(latent, truncation) if latent is not None else self.latents(seeds, truncation)
+        ws = self.to_ws(latent, truncation) if latent is not None else self.latents(seeds, truncation)
         variants = edit_latents(self.G, self.links, ws, link, n, mode, strength, truncation, complement, edit_seed)
         originals = self.synthesize(ws, latent=latent)
         imgs = self.synthesize(variants.flatten(0, 1), latent=latent).reshape(len(ws), n, *originals.shape[1:])
@@ -288,7 +288,7 @@ class LinkGANPipeline:
         """Image a with link's region taken from image b (seeds or latents)."""
         from .editing import transplant_latents
 
-        ws = transplant_latents(self.links, self._ws(a, truncation), self._ws(b, truncation), link)
+        ws = transplant_latents(self.links, self.to_ws(a, truncation), self.to_ws(b, truncation), link)
         img = self.synthesize(ws, latent=a)
         return img[0] if output == "tensor" else to_pil(img)[0]
 
@@ -301,10 +301,32 @@ class LinkGANPipeline:
             if not isinstance(seed, int):
                 raise InputError("interpolating from a latent needs target_seed (a seed or a latent)")
             target_seed = int(seed) + 1
-        target = self._ws(target_seed, truncation)
-        imgs = self.synthesize(interpolation_latents(self.links, self._ws(seed, truncation), target, link, frames),
+        target = self.to_ws(target_seed, truncation)
+        imgs = self.synthesize(interpolation_latents(self.links, self.to_ws(seed, truncation), target, link, frames),
                                latent=seed)
         return imgs if output == "tensor" else to_pil(imgs)
+
+    def save_transplant_grid(self, seeds, donor: int, link: str, out: str | Path, truncation: float = 1.0,
+                             latent=None) -> Path:
+        """Writes rows of [image A, A with donor seed B's ``link`` region, image B]: one row per seed,
+        or one row for ``latent`` (an Inversion or a ws tensor) when given."""
+        from .editing import display_upscale, transplant_latents
+
+        ws = self.to_ws(latent, truncation) if latent is not None else self.latents(seeds, truncation)
+        b_ws = self.latents([int(donor)], truncation)
+        moved = transplant_latents(self.links, ws, b_ws.expand_as(ws), link)
+        n = ws.shape[0]
+        imgs = torch.cat([self.synthesize(torch.cat([ws, moved]), latent=latent), self.synthesize(b_ws)])
+        rows = torch.stack([imgs[:n], imgs[n:2 * n], imgs[2 * n:].expand(n, -1, -1, -1)], dim=1).flatten(0, 1)
+        return save_png(make_grid(rows, ncols=3, pad=1), out, upscale=display_upscale(self.resolution))
+
+    def save_interpolation(self, seed, link: str, out: str | Path, target_seed: int | None = None, frames: int = 30,
+                           fps: int = 15, truncation: float = 1.0) -> Path:
+        """Writes the frames of ``interpolate`` as an animated GIF (``seed`` may be a latent)."""
+        from .editing import display_upscale, save_gif
+
+        imgs = self.interpolate(seed, link, target_seed, frames, truncation, output="tensor")
+        return save_gif(imgs, out, fps=fps, upscale=display_upscale(self.resolution))
 
     def __repr__(self) -> str:
         m = self.config.model
@@ -359,7 +381,7 @@ class TriplanePipeline(LinkGANPipeline):
 
         if seed is None and latent is None:
             raise InputError("give the image to edit: seed=N or latent=ws")
-        ws = self._ws(latent, truncation) if latent is not None else self.latents([int(seed)], truncation)
+        ws = self.to_ws(latent, truncation) if latent is not None else self.latents([int(seed)], truncation)
         variants = edit_latents(self.mapping_view, self.links, ws, link, n, mode, strength, truncation, complement,
                                 edit_seed)[0]
         imgs = self.synthesize(torch.cat([ws, variants]))
@@ -377,7 +399,7 @@ class TriplanePipeline(LinkGANPipeline):
         from .images import float_to_uint8, make_grid, save_png
         from .regions import draw_outline
 
-        ws = self._ws(latent, truncation) if latent is not None else self.latents(seeds, truncation)
+        ws = self.to_ws(latent, truncation) if latent is not None else self.latents(seeds, truncation)
         variants = edit_latents(self.mapping_view, self.links, ws, link, n, mode, strength, truncation, complement,
                                 edit_seed)
         cams = view_cameras(self.G, yaws, device=self.device)
