@@ -6,7 +6,7 @@ Steps (finished steps are skipped and interrupted runs resume, so the script can
   3. fine-tunes of it for --kimg each (ARMS): plain (the baseline), image (a fixed image box
      around the nose, the paper's method on rendered views), box3d (a world box around the
      nose, beyond the paper) and box3d-weak (the same with a tenth of the weights)
-  4. masked MSE of RGB and depth (linkgan.threed.masked_mse_metric_3d) of every arm on both
+  4. masked MSE of RGB and depth (linkgan.metrics.masked_mse_metric) of every arm on both
      partitions, from the training yaws (-30, 0, 30) and from views never trained on (yaw
      +-55, outside toyheads' +-35), multi-view sample renders and edit grids (RGB + depth)
 It writes the numbers to 3d.json (docs/results/3d.json with --docs), the figures, and prints the
@@ -30,9 +30,10 @@ from linkgan.checkpoint import list_checkpoints
 from linkgan.config import ModelConfig, RunConfig, TrainConfig
 from linkgan.data.toyheads import make_toyheads
 from linkgan.images import make_grid, save_png
+from linkgan.metrics import masked_mse_metric
 from linkgan.partition import LatentPartition
 from linkgan.pipeline import LinkGANPipeline
-from linkgan.threed import depth_to_image, masked_mse_metric_3d
+from linkgan.threed import depth_to_image
 
 NOSE_IMAGE = {"name": "nose", "region": {"box": [0.38, 0.45, 0.62, 0.66]}, "axes": 32}
 NOSE_BOX3D = {"name": "nose", "region": {"box3d": [-0.08, -0.22, 0.15, 0.08, 0.03, 0.5]}, "axes": 32}
@@ -80,7 +81,7 @@ def arms_figure(out: Path, path: Path, seeds=range(8)) -> Path:
 def measure(run_dir: Path, links: list[dict], n: int, yaws) -> dict:
     pipe = LinkGANPipeline.load(run_dir)
     part = LatentPartition.from_specs(links, pipe.G.w_dim, pipe.resolution)
-    return masked_mse_metric_3d(pipe.G, part, n=n, batch=25, yaws=yaws, progress=True)
+    return masked_mse_metric(pipe.G, part, n=n, batch=25, yaws=yaws, progress=True)
 
 
 def tables(results: dict) -> str:

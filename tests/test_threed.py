@@ -14,6 +14,7 @@ from linkgan.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from linkgan.data import DatasetError
 from linkgan.data.toyheads import make_toyheads
 from linkgan.losses import LossStats
+from linkgan.metrics import masked_mse_metric
 from linkgan.networks import CameraDiscriminator, TriplaneGenerator
 from linkgan.networks.build import build_discriminator, build_generator
 from linkgan.partition import LatentPartition
@@ -23,7 +24,6 @@ from linkgan.regularizer import LinkSettings
 from linkgan.render3d import camera_labels, intrinsics, look_at, project
 from linkgan.threed import (
     TriplaneLoss,
-    masked_mse_metric_3d,
     view_cameras,
     volume_link_loss,
 )
@@ -261,7 +261,7 @@ def test_a_3d_checkpoint_loads_generates_edits_with_depth_and_measures_rgb_and_d
     grid = Image.open(tmp_path / "e.png")
     # 2 seeds x 3 yaws x (RGB row + depth row) = 12 rows of 2 + 2 cells of 16 px and 1 px gaps, shown 8x.
     assert grid.size == ((4 * 17 + 1) * 8, (12 * 17 + 1) * 8)
-    m = masked_mse_metric_3d(pipe.G, pipe.links, n=4, batch=4)
+    m = masked_mse_metric(pipe.G, pipe.links, n=4, batch=4)
     for name in ("eyes", "nose"):
         assert {"mse_in", "mse_out", "mse_in_complement", "locality"} <= set(m[name])
         assert set(m[name]["depth"]) == {"mse_in", "mse_out", "mse_in_complement", "locality"}

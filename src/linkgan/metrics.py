@@ -43,25 +43,96 @@ from .partition import LatentPartition
 from .regularizer import masked_mse
 
 
-def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, batch: int = 50, seed: int = 123,
-                      device=None, progress: bool = False, dist_env=None) -> dict[str, dict[str, float]]:
-    """{link: {mse_in, mse_out, mse_in_complement, locality}} over n random samples.
+class _ImageViews:
+    """How masked MSE sees a 2D generator: one view, RGB, fixed masks or a segmenter's per image."""
 
-    dist_env (a linkgan.distributed.DistEnv): in a multi-process job every rank renders
-    every world-th batch and the sums are all-reduced, so that the result is that of one
-    process over the same n samples.
+    channels = ("rgb",)
+
+    def __init__(self, G, partition: LatentPartition, device):
+        self.G, self.partition, self.count = G, partition, 1
+        self.fixed = {link.name: partition.region_mask(link.name, G.resolution, device=device).to(torch.float32)
+                      for link in partition if link.region.is_fixed}
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        return self.G.mapping(z)
+
+    def render(self, ws: torch.Tensor, view: int) -> dict[str, torch.Tensor]:
+        return {"rgb": (self.G.synthesis(ws, noise_mode="const") + 1) / 2}
+
+    def masks(self, name: str, view: int, x, moved, rest) -> tuple[torch.Tensor, torch.Tensor]:
+        if name in self.fixed:
+            return self.fixed[name], self.fixed[name]
+        region = self.partition[name].region  # semantic: per-image masks (the segmenter wants [-1, 1])
+        return (region.edit_masks(x * 2 - 1, moved * 2 - 1).float(),
+                region.complement_masks(x * 2 - 1, rest * 2 - 1).float())
+
+
+class _RenderedViews:
+    """How masked MSE sees a 3D generator: identities mapped from the frontal camera and rendered
+    from every yaw at ``pitch``, RGB at the image resolution and depth (mapped from [near, far] to
+    [0, 1]) at the neural resolution; a 3D-box link's region in a view is the pixels whose ray
+    crosses the box."""
+
+    channels = ("rgb", "depth")
+
+    def __init__(self, G, partition: LatentPartition, device, yaws, pitch: float):
+        from .threed import frontal_cameras, region_masks_for_view, view_cameras
+
+        self.G, self.frontal = G, frontal_cameras
+        self.cameras = view_cameras(G, yaws, pitch, device)
+        self.count = len(self.cameras)
+        self.fixed = {(name, v, res): region_masks_for_view(partition, name, self.cameras[v], res).float().to(device)
+                      for name in partition.names for v in range(self.count)
+                      for res in (G.resolution, G.neural_resolution)}
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        return self.G.mapping(z, self.frontal(self.G, z.shape[0], z.device))
+
+    def render(self, ws: torch.Tensor, view: int) -> dict[str, torch.Tensor]:
+        cfg = self.G.config
+        out = self.G.synthesis(ws, self.cameras[view:view + 1].expand(ws.shape[0], -1), noise_mode="const",
+                               render_options=self.G.render_options(jitter=False))
+        return {"rgb": (out["image"] + 1) / 2, "depth": ((out["depth"] - cfg.near) / (cfg.far - cfg.near)).clamp(0, 1)}
+
+    def masks(self, name: str, view: int, x, moved, rest) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.fixed[name, view, x.shape[-1]]
+        return m, m
+
+
+def masked_mse_metric(G, partition: LatentPartition, n: int = 1000, batch: int | None = None, seed: int = 123,
+                      device=None, progress: bool = False, dist_env=None, yaws=None,
+                      pitch: float = 0.0) -> dict[str, dict]:
+    """{link: {mse_in, mse_out, mse_in_complement, locality}} over n random samples, of a 2D or 3D G.
+
+    Each batch draws z and z' (from one generator seeded by ``seed``, so every model sees the same
+    draws), maps both, and renders x, every link's edit (its axes from z') and every complement
+    edit (every other axis from z') in one call, with constant noise. A 3D generator is measured
+    from every yaw in ``yaws`` (degrees, default -30, 0, 30) at ``pitch``, of RGB and of depth
+    (see _RenderedViews): its result adds ``depth`` (the same four numbers) and ``views``; the
+    RGB numbers are averaged over the views. batch: 50 (2D) or 25 (3D) samples.
+
+    dist_env (a linkgan.distributed.DistEnv): in a multi-process job every rank renders every
+    world-th batch and the sums are all-reduced, so that the result is that of one process over
+    the same n samples.
     """
+    from tqdm.auto import tqdm
+
     rank, world = (dist_env.rank, dist_env.world) if dist_env is not None else (0, 1)
     if len(partition) == 0:
         raise InputError("the model has no links; give --links links.yaml to measure a partition on it")
     device = device or next(G.parameters()).device
-    res = G.resolution
-    gen = torch.Generator().manual_seed(seed)
-    sums = {name: {"mse_in": 0.0, "mse_out": 0.0, "mse_in_complement": 0.0} for name in partition.names}
-    masks = {link.name: partition.region_mask(link.name, res, device=device).to(torch.float32)
-             for link in partition if link.region.is_fixed}
-    from tqdm.auto import tqdm
+    three_d = getattr(G, "kind", "2d") == "3d"
+    if three_d:
+        from .threed import DEFAULT_YAWS
 
+        yaws = DEFAULT_YAWS if yaws is None else yaws
+        views = _RenderedViews(G, partition, device, yaws, pitch)
+    else:
+        views = _ImageViews(G, partition, device)
+    batch = batch or (25 if three_d else 50)
+    gen = torch.Generator().manual_seed(seed)
+    keys = ("mse_in", "mse_out", "mse_in_complement")
+    sums = {name: {ch: dict.fromkeys(keys, 0.0) for ch in views.channels} for name in partition.names}
     done, k_batch = 0, -1
     with torch.no_grad(), tqdm(total=n, desc="mse", unit="img", disable=not progress or rank > 0) as bar:
         while done < n:
@@ -73,37 +144,40 @@ def masked_mse_metric(G: Generator, partition: LatentPartition, n: int = 1000, b
                 done += b
                 bar.update(b)
                 continue
-            ws, ws2 = G.mapping(z), G.mapping(z2)
+            ws, ws2 = views.mapping(z), views.mapping(z2)
             edited = [ws]
             for name in partition.names:
                 edited.append(partition.replace_axes(ws, ws2, name))   # the link's axes resampled
                 edited.append(partition.replace_axes(ws2, ws, name))   # every other axis resampled
-            imgs = (G.synthesis(torch.cat(edited), noise_mode="const") + 1) / 2
-            chunks = imgs.split(b)
-            x = chunks[0]
-            for k, link in enumerate(partition):
-                name = link.name
-                link_moved, rest_moved = chunks[1 + 2 * k], chunks[2 + 2 * k]
-                if name in masks:
-                    m = m_rest = masks[name]
-                else:  # semantic: per-image masks (the segmenter wants [-1, 1])
-                    m = link.region.edit_masks(x * 2 - 1, link_moved * 2 - 1).float()
-                    m_rest = link.region.complement_masks(x * 2 - 1, rest_moved * 2 - 1).float()
-                sums[name]["mse_in"] += masked_mse(link_moved, x, m).sum().item()
-                sums[name]["mse_out"] += masked_mse(link_moved, x, 1 - m).sum().item()
-                sums[name]["mse_in_complement"] += masked_mse(rest_moved, x, m_rest).sum().item()
+            all_ws = torch.cat(edited)
+            for v in range(views.count):
+                for ch, imgs in views.render(all_ws, v).items():
+                    chunks = imgs.split(b)
+                    x = chunks[0]
+                    for k, name in enumerate(partition.names):
+                        moved, rest = chunks[1 + 2 * k], chunks[2 + 2 * k]
+                        m, m_rest = views.masks(name, v, x, moved, rest)
+                        s = sums[name][ch]
+                        s["mse_in"] += masked_mse(moved, x, m).sum().item()
+                        s["mse_out"] += masked_mse(moved, x, 1 - m).sum().item()
+                        s["mse_in_complement"] += masked_mse(rest, x, m_rest).sum().item()
             done += b
             bar.update(b)
     if world > 1:
         from .distributed import all_gather_objects
 
         per_rank = all_gather_objects(sums, dist_env)
-        sums = {name: {k: sum(r[name][k] for r in per_rank) for k in s} for name, s in sums.items()}
+        sums = {name: {ch: {k: sum(r[name][ch][k] for r in per_rank) for k in keys} for ch in s}
+                for name, s in sums.items()}
     result = {}
     for name, s in sums.items():
-        r = {k: v / n for k, v in s.items()}
-        r["locality"] = r["mse_out"] / max(r["mse_in"], 1e-12)
-        result[name] = r
+        per = {}
+        for ch, totals in s.items():
+            d = {k: val / (n * views.count) for k, val in totals.items()}
+            d["locality"] = d["mse_out"] / max(d["mse_in"], 1e-12)
+            per[ch] = d
+        result[name] = per["rgb"] if not three_d else {**per["rgb"], "depth": per["depth"],
+                                                       "views": [float(y) for y in yaws]}
     return result
 
 
@@ -230,11 +304,6 @@ def compute_metrics(G: Generator, partition: LatentPartition, names: list[str], 
 @register_metric("mse", r"mse(\d+)k", "mse<N>k (masked MSE per link over N thousand samples, e.g. mse1k)",
                  needs_links=True, kinds=("2d", "3d"))
 def _masked_mse(ctx: MetricContext, names: list[str]) -> dict:
-    if ctx.kind == "3d":
-        from .threed import masked_mse_metric_3d  # RGB and depth, averaged over views
-
-        return {n: masked_mse_metric_3d(ctx.G, ctx.partition, n=metric_samples(n), device=ctx.device,
-                                        progress=ctx.progress) for n in names}
     return {n: masked_mse_metric(ctx.G, ctx.partition, n=metric_samples(n), device=ctx.device,
                                  progress=ctx.progress, dist_env=ctx.dist_env) for n in names}
 

@@ -16,7 +16,8 @@ training loop and loss phases are reused as they are; this module supplies what 
   step, and the colour features) of x, x1 and x2 at random 3D points: x1 against x outside
   the box, x2 against x inside it. The constraint is on the field, so it holds from every
   viewpoint.
-* Masked MSE of RGB and depth averaged over several yaws, and the multi-view rendering that
+* The multi-view rendering that linkgan.metrics.masked_mse_metric measures 3D models with (RGB
+  and depth averaged over several yaws) and that
   ``linkgan.pipeline.TriplanePipeline`` (what LinkGANPipeline.load returns for a 3D checkpoint)
   draws its edit grids with. The networks are built in linkgan.networks.build.
 
@@ -286,70 +287,5 @@ def region_masks_for_view(partition: LatentPartition, name: str, camera: torch.T
     return region.mask(res)
 
 
-# ------------------------------------------------------------------------------ metrics
-def masked_mse_metric_3d(G, partition: LatentPartition, n: int = 1000, batch: int = 25, seed: int = 123,
-                         device=None, progress: bool = False, yaws=DEFAULT_YAWS, pitch: float = 0.0) -> dict:
-    """Masked MSE per link of a 3D generator, of RGB and of depth, averaged over views.
-
-    Like linkgan.metrics.masked_mse_metric (the same z draws, resampled link or complement
-    axes, constant noise), with each identity mapped from the frontal camera and rendered from
-    every yaw (degrees) at ``pitch``. RGB in [0, 1] at the image resolution; depth mapped from
-    [near, far] to [0, 1] at the neural resolution. A 3D-box link's region in a view is the
-    set of pixels whose ray passes through the box. Returns {link: {mse_in, mse_out,
-    mse_in_complement, locality (RGB), depth: {the same of depth}, views: [yaws]}}.
-    """
-    from tqdm.auto import tqdm
-
-    if len(partition) == 0:
-        raise InputError("the model has no links; give --links links.yaml to measure a partition on it")
-    device = device or next(G.parameters()).device
-    cfg = G.config
-    views = view_cameras(G, yaws, pitch, device)
-    gen = torch.Generator().manual_seed(seed)
-    keys = ("mse_in", "mse_out", "mse_in_complement")
-    sums = {name: {"rgb": dict.fromkeys(keys, 0.0), "depth": dict.fromkeys(keys, 0.0)} for name in partition.names}
-    masks = {}  # (name, view, res) -> (res, res) float
-    for name in partition.names:
-        for v in range(len(views)):
-            for res in (G.resolution, G.neural_resolution):
-                masks[name, v, res] = region_masks_for_view(partition, name, views[v], res).float().to(device)
-    done = 0
-    with torch.no_grad(), tqdm(total=n, desc="mse3d", unit="img", disable=not progress) as bar:
-        while done < n:
-            b = min(batch, n - done)
-            z = torch.randn(b, G.z_dim, generator=gen).to(device)
-            z2 = torch.randn(b, G.z_dim, generator=gen).to(device)
-            c = frontal_cameras(G, b, device)
-            ws, ws2 = G.mapping(z, c), G.mapping(z2, c)
-            edited = [ws]
-            for name in partition.names:
-                edited += [partition.replace_axes(ws, ws2, name), partition.replace_axes(ws2, ws, name)]
-            all_ws = torch.cat(edited)
-            for v in range(len(views)):
-                out = G.synthesis(all_ws, views[v:v + 1].expand(all_ws.shape[0], -1), noise_mode="const",
-                                  render_options=G.render_options(jitter=False))
-                rgb = ((out["image"] + 1) / 2).split(b)
-                depth = ((out["depth"] - cfg.near) / (cfg.far - cfg.near)).clamp(0, 1).split(b)
-                for k, name in enumerate(partition.names):
-                    for kind, chunks in (("rgb", rgb), ("depth", depth)):
-                        x, moved, rest = chunks[0], chunks[1 + 2 * k], chunks[2 + 2 * k]
-                        m = masks[name, v, x.shape[-1]]
-                        s = sums[name][kind]
-                        s["mse_in"] += masked_mse(moved, x, m).sum().item()
-                        s["mse_out"] += masked_mse(moved, x, 1 - m).sum().item()
-                        s["mse_in_complement"] += masked_mse(rest, x, m).sum().item()
-            done += b
-            bar.update(b)
-    result = {}
-    for name, s in sums.items():
-        r = {}
-        for kind in ("rgb", "depth"):
-            d = {k: val / (n * len(views)) for k, val in s[kind].items()}
-            d["locality"] = d["mse_out"] / max(d["mse_in"], 1e-12)
-            r[kind] = d
-        result[name] = {**r["rgb"], "depth": r["depth"], "views": [float(y) for y in yaws]}
-    return result
-
-
-__all__ = ["TriplaneLoss", "check_camera_dataset", "masked_mse_metric_3d", "render_views", "sample_grid",
+__all__ = ["TriplaneLoss", "check_camera_dataset", "render_views", "sample_grid",
            "view_cameras", "volume_link_loss"]
