@@ -203,3 +203,19 @@ def test_a_tiny_semantic_fine_tune_runs_end_to_end_with_the_builtin_segmenter(tm
     grid = tmp_path / "edit.png"
     assert main(["edit", "--ckpt", str(out), "--link", "mouth", "--seeds", "0-1", "--n", "2", "--out", str(grid)]) == 0
     assert grid.is_file()
+
+
+@pytest.mark.parametrize("mode", ["source", "union", "shared"])
+def test_mask_modes_combine_the_original_and_edited_regions_the_same_for_loss_and_metric(mode):
+    """SemanticRegion.combine_masks is the one place of the modes: the regularizer calls it on float
+    masks and the metric (edit_masks / complement_masks) on bool ones."""
+    region = SemanticRegion(["sky"], mask_mode=mode)
+    m = torch.tensor([[True, True, False, False]])
+    m_edit = torch.tensor([[True, False, True, False]])
+    union, both = m | m_edit, m & m_edit
+    own = region.combine_masks(m, m_edit)
+    other = region.combine_masks(m, m_edit, complement=True)
+    expected = {"source": (m, m), "union": (union, union), "shared": (union, both)}[mode]
+    assert torch.equal(own, expected[0]) and torch.equal(other, expected[1])
+    as_float = region.combine_masks(m.float(), m_edit.float(), complement=True)
+    assert torch.equal(as_float, expected[1].float())

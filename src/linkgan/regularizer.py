@@ -130,12 +130,8 @@ def _region_masks(partition: LatentPartition, masks: dict[str, torch.Tensor], na
     margin = region.margin_pixels(x.shape[-1])
     with torch.no_grad():  # one segmenter call for x, x1 and x2
         m, m1, m2 = region.masks_for(torch.cat([x, x1, x2])).to(x.dtype).split(x.shape[0])
-    if region.mask_mode == "source":
-        return m, m, margin
-    # The link's edit x1: the union with x1's region. The complement's edit x2: the union too,
-    # or, in 'shared' mode, the pixels that are the region in both x and x2.
-    mask_in = torch.minimum(m, m2) if region.mask_mode == "shared" else torch.maximum(m, m2)
-    return mask_in, torch.maximum(m, m1), margin
+    # x2 is the complement's edit, x1 the link's own (SemanticRegion.combine_masks has the modes).
+    return region.combine_masks(m, m2, complement=True), region.combine_masks(m, m1), margin
 
 
 def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks: dict[str, torch.Tensor],

@@ -123,20 +123,32 @@ class SemanticRegion(Region):
         model = self.model().to(images.device)
         return model.masks(images.detach(), list(self.classes))
 
+    def combine_masks(self, m: torch.Tensor, m_edit: torch.Tensor, complement: bool = False) -> torch.Tensor:
+        """The mask an edit is measured in, per ``mask_mode``, from the region of the original (``m``)
+        and of its edited image (``m_edit``); bool or {0, 1} float masks. 'source': the original's.
+        'union': both united, so pixels an edit turns into the region count as inside. 'shared':
+        the union for the link's own edit, and for a complement edit (every other axis moved,
+        ``complement``) only the pixels that are the region in both."""
+        if self.mask_mode == "source":
+            return m
+        if complement and self.mask_mode == "shared":
+            return torch.minimum(m, m_edit)
+        return torch.maximum(m, m_edit)
+
     def edit_masks(self, x: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
         """Masks (N, H, W) for comparing ``edited`` (x with the link's axes changed) with ``x``,
         per ``mask_mode``; one segmenter call."""
-        if self.mask_mode == "source":
-            return self.masks_for(x)
-        both = self.masks_for(torch.cat([x, edited]))
-        return both[: x.shape[0]] | both[x.shape[0]:]
+        return self._masks_of_edit(x, edited, complement=False)
 
     def complement_masks(self, x: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
         """Masks (N, H, W) for comparing ``edited`` (x with every other axis changed) with ``x``."""
-        if self.mask_mode != "shared":
-            return self.edit_masks(x, edited)
+        return self._masks_of_edit(x, edited, complement=True)
+
+    def _masks_of_edit(self, x: torch.Tensor, edited: torch.Tensor, complement: bool) -> torch.Tensor:
+        if self.mask_mode == "source":
+            return self.masks_for(x)
         both = self.masks_for(torch.cat([x, edited]))
-        return both[: x.shape[0]] & both[x.shape[0]:]
+        return self.combine_masks(both[:x.shape[0]], both[x.shape[0]:], complement)
 
     def bounds(self):
         return None
