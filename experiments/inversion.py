@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paper_tables import Results  # noqa: E402
+from lab import Results  # noqa: E402
 
 from linkgan.data import ImageDataset  # noqa: E402
 from linkgan.editing import edit_grid, edit_latents, region_outline  # noqa: E402

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from regularizer import EYES, MOUTH, fid, finetune, measure  # noqa: E402
+from lab import EYES, MOUTH, Results, fid, finetune, measure  # noqa: E402
 
 from linkgan.checkpoint import load_checkpoint  # noqa: E402
 
@@ -65,33 +64,6 @@ def eyes_with(axes: int) -> dict:
     return dict(EYES, axes=axes)
 
 
-class Results:
-    """The JSON file of every measured number; written after each new one."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.is_file() else {}
-
-    def get(self, *keys):
-        d = self.data
-        for k in keys:
-            if not isinstance(d, dict) or k not in d:
-                return None
-            d = d[k]
-        return d
-
-    def put(self, value, *keys):
-        # Re-read first: two invocations (e.g. --only table1 and --only table2,table3 on two cores) share the file.
-        if self.path.is_file():
-            self.data = json.loads(self.path.read_text())
-        d = self.data
-        for k in keys[:-1]:
-            d = d.setdefault(k, {})
-        d[keys[-1]] = value
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
-        tmp.replace(self.path)
 
 
 def plan(args) -> dict:

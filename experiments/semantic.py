@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 
 import yaml
-from regularizer import edit_figure, fid, finetune, measure, mse_table, overhead, overhead_table
+from lab import edit_figure, fid, finetune, measure, mse_table, overhead, overhead_table
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.segment import evaluate_segmenter, load_segmenter, train_segmenter

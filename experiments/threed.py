@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from regularizer import finished, run
+from lab import finished, run
 
 from linkgan.checkpoint import list_checkpoints
 from linkgan.config import ModelConfig, RunConfig, TrainConfig
