@@ -68,13 +68,13 @@ def eyes_with(axes: int) -> dict:
 
 def plan(args) -> dict:
     """arm -> (base, data, links, overrides). The plain arms are the vanilla fine-tunes."""
-    arms = {
-        "toyfaces-plain": (args.toyfaces_base, args.toyfaces_data, [], {}),
-        "toyfaces-eyes": (args.toyfaces_base, args.toyfaces_data, [EYES], {}),
-        "toyfaces-eyes-nose-mouth": (args.toyfaces_base, args.toyfaces_data, [EYES, NOSE, MOUTH], {}),
-    }
-    for k in ABLATION_AXES:
-        arms[ablation_arm(k, args)] = (args.toyfaces_base, args.toyfaces_data, [eyes_with(k)], {})
+    arms = {}
+    if args.toyfaces_base:
+        arms["toyfaces-plain"] = (args.toyfaces_base, args.toyfaces_data, [], {})
+        arms["toyfaces-eyes"] = (args.toyfaces_base, args.toyfaces_data, [EYES], {})
+        arms["toyfaces-eyes-nose-mouth"] = (args.toyfaces_base, args.toyfaces_data, [EYES, NOSE, MOUTH], {})
+        for k in ABLATION_AXES:
+            arms[ablation_arm(k, args)] = (args.toyfaces_base, args.toyfaces_data, [eyes_with(k)], {})
     if args.scenes_base:
         arms["scenes-plain"] = (args.scenes_base, args.scenes_data, [], {})
         arms["scenes-sky-building"] = (args.scenes_base, args.scenes_data, scenes_links(args.segmenter),
@@ -142,13 +142,16 @@ def run_all(args, res: Results, only: list[str]) -> None:
         if name not in tables:
             raise SystemExit(f"unknown table {name!r}; choose from {', '.join(tables)}")
         tables[name]()
+    # A run given only some bases (e.g. --fashion-base to redo one row) keeps the others' setup.
+    given = {k: v for k, v in (("toyfaces", args.toyfaces_base), ("scenes", args.scenes_base),
+                               ("fashion", args.fashion_base)) if v}
+    setup = res.get("setup") or {}
     res.put({"kimg": kimg, "ablation_kimg": args.ablation_kimg, "fashion_kimg": args.fashion_kimg, "n": args.n,
              "fid": args.fid,
-             "bases": {k: str(v) for k, v in (("toyfaces", args.toyfaces_base), ("scenes", args.scenes_base),
-                                              ("fashion", args.fashion_base))},
-             "base_kimg": {k: round(load_checkpoint(v).state["images_seen"] / 1000, 1)
-                           for k, v in (("toyfaces", args.toyfaces_base), ("scenes", args.scenes_base),
-                                        ("fashion", args.fashion_base)) if v}}, "setup")
+             "bases": {**setup.get("bases", {}), **{k: str(v) for k, v in given.items()}},
+             "base_kimg": {**setup.get("base_kimg", {}),
+                           **{k: round(load_checkpoint(v).state["images_seen"] / 1000, 1) for k, v in given.items()}}},
+            "setup")
 
 
 # ------------------------------------------------------------------------------- report
@@ -311,8 +314,9 @@ def make_plots(d: dict, out_dir: Path) -> list[Path]:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="runs/paper", help="folder of the fine-tune runs (one per arm)")
-    p.add_argument("--toyfaces-base", required=True)
-    p.add_argument("--toyfaces-data", required=True)
+    p.add_argument("--toyfaces-base", help="the toyfaces base (tables 2 and 3 need it; table 1 measures the "
+                                           "datasets whose bases are given)")
+    p.add_argument("--toyfaces-data")
     p.add_argument("--scenes-base")
     p.add_argument("--scenes-data")
     p.add_argument("--segmenter", help="the scenes segmenter (linkgan segmenter train)")
@@ -332,7 +336,9 @@ def main():
     args.fashion_kimg = args.kimg if args.fashion_kimg is None else args.fashion_kimg
     res = Results(Path(args.docs) / "results" / "paper-tables.json")
     if not args.report_only:
-        res.put("python " + " ".join(sys.argv), "commands", args.only)
+        datasets = [k for k in ("toyfaces", "scenes", "fashion") if getattr(args, f"{k}_base")]
+        key = args.only if args.toyfaces_base else f"{args.only} ({', '.join(datasets)})"
+        res.put("python " + " ".join(sys.argv), "commands", key)
         run_all(args, res, [t for t in args.only.split(",") if t])
     print(report(res, Path(args.docs)))
 
