@@ -316,12 +316,22 @@ class LatentPartition:
         inner = ", ".join(f"{link.name}={_fmt_range(link.axes)}:{link.region.kind}" for link in self)
         return f"LatentPartition(w_dim={self.w_dim}, links=[{inner}])"
 
+    def axes_tensor(self, device=None) -> torch.Tensor:
+        """bool (K, w_dim): row k is True on the W channels of the k-th link (in ``names`` order).
+        The partition as one tensor, built once per device."""
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        cache = self.__dict__.setdefault("_axes_tensors", {})
+        if device not in cache:
+            axes = torch.zeros(len(self), self.w_dim, dtype=torch.bool)
+            for k, link in enumerate(self):
+                axes[k, link.axes[0]:link.axes[1]] = True
+            cache[device] = axes.to(device)
+        return cache[device]
+
     def axes_mask(self, name: str, device=None) -> torch.Tensor:
-        """bool (w_dim,): True on the W channels of link ``name``."""
-        start, stop = self[name].axes
-        mask = torch.zeros(self.w_dim, dtype=torch.bool, device=device)
-        mask[start:stop] = True
-        return mask
+        """bool (w_dim,): True on the W channels of link ``name`` (a row of ``axes_tensor``)."""
+        self[name]  # unknown names fail here, listing the known ones
+        return self.axes_tensor(device)[self.names.index(name)].clone()
 
     def complement_mask(self, name: str, device=None) -> torch.Tensor:
         """bool (w_dim,): True on every W channel outside link ``name``'s group."""

@@ -226,7 +226,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     else:
         first = int(torch.randint(len(names), (), generator=generator))
         owner = (torch.arange(n) + first) % len(names)  # sample s trains link owner[s]
-        axes = torch.stack([partition.axes_mask(name, device=ws.device) for name in names]).to(ws.dtype)
+        axes = partition.axes_tensor(ws.device)[[partition.names.index(name) for name in names]].to(ws.dtype)
         own = axes[owner.to(ws.device)]  # (N, w_dim): each sample's link axes
         ws1 = ws + axis_deltas(ws, own, alpha, perturb, generator)[:, None, :]
         ws2 = ws + axis_deltas(ws, 1.0 - own, alpha, perturb, generator)[:, None, :]
@@ -305,7 +305,7 @@ class LinkSettings:
         k = int(round(ws.shape[0] * self.fakes))
         if k == 0 or len(self.partition) == 0:
             return ws
-        axes = torch.stack([self.partition.axes_mask(n, device=ws.device) for n in self.partition.names])
+        axes = self.partition.axes_tensor(ws.device)
         groups = torch.cat([axes, ~axes]).to(ws.dtype)  # (2K, w_dim): each link's axes, then complements
         choice = torch.randint(0, groups.shape[0], (k,)).to(ws.device)
         if self.perturb == "swap":
