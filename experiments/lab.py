@@ -3,15 +3,22 @@
 Each script in this folder writes one results page (docs/results/*.md) and imports what it shares
 from here (scripts run as ``python experiments/NAME.py``, so this folder is on ``sys.path``).
 Every step skips what is already done and resumes what was interrupted, so a script can be re-run.
+The arms a script trains are data, in experiments/arms/*.yaml (``load_arms``); a page written from
+a Markdown template fills the template's fields from the script's JSON (``write_page``).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import difflib
 import json
+import string
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.config import RunConfig, TrainConfig
@@ -22,6 +29,8 @@ from linkgan.pipeline import LinkGANPipeline
 from linkgan.training import train
 
 EYES, MOUTH = DEMO_LINKS  # 64 axes each, boxes around toyfaces' eyes and mouth
+ARMS_DIR = Path(__file__).resolve().parent / "arms"
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs" / "results"  # the pages and their templates
 
 
 CORNERS = [{"name": f"corner_{n}", "region": {"box": box}, "axes": 128} for n, box in (
@@ -114,17 +123,144 @@ def overhead(base: str, data: str, arms=OVERHEAD_ARMS, rounds: int = 6, steps_pe
     return {k: {"img_per_s": v, "overhead": reference / v} for k, v in speed.items()}
 
 
+ARM_KEYS = ("note", "links", "region", "overrides")
+
+
+def load_arms(name: str) -> dict[str, dict]:
+    """The arms in experiments/arms/NAME.yaml, in the file's order: arm name -> {"note": what the
+    arm tests (one line), "links": [link specs] or "region": {the script's region options},
+    "overrides": {TrainConfig field: value} ({} when the file has none)}.
+
+    Raises ValueError naming the file and the arm when the file is missing, is not YAML, or an
+    entry has another shape (unknown keys, both or neither of links and region, an override that
+    is no train option)."""
+    path = ARMS_DIR / f"{name}.yaml"
+    where = f"experiments/arms/{path.name}"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in ARMS_DIR.glob("*.yaml"))) or "none"
+        raise ValueError(f"{where}: no such arm file (the arm files are: {known})")
+    try:
+        arms = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where}: not valid YAML: {e}") from None
+    if not isinstance(arms, dict) or not arms:
+        raise ValueError(f"{where}: expected a mapping of arm name -> arm, got {type(arms).__name__}")
+    loaded = {}
+    for arm_name, arm in arms.items():
+        problem = arm_problem(arm_name, arm)
+        if problem:
+            raise ValueError(f"{where}, arm {arm_name!r}: {problem}")
+        # a copy per arm: YAML aliases (&eyes ... *eyes) would otherwise share one dict between arms
+        loaded[arm_name] = copy.deepcopy({**arm, "overrides": arm.get("overrides", {})})
+    return loaded
+
+
+def arm_problem(name, arm) -> str | None:
+    """What is wrong with one entry of an arm file, in words, or None."""
+    if not isinstance(name, str):
+        return "an arm's name must be a string"
+    if not isinstance(arm, dict):
+        return f"expected a mapping with note, links or region, and overrides; got {type(arm).__name__}"
+    unknown = sorted(set(arm) - set(ARM_KEYS))
+    if unknown:
+        return f"unknown keys {unknown}; an arm has note, links or region, and overrides"
+    note = arm.get("note")
+    if not isinstance(note, str) or not note.strip() or "\n" in note.strip():
+        return "needs a one-line note: saying what the arm tests"
+    if ("links" in arm) == ("region" in arm):
+        return "needs either links: (a list of link specs) or region: (the script's region options)"
+    links = arm.get("links", [])
+    if not isinstance(links, list) or not all(
+            isinstance(link, dict) and isinstance(link.get("name"), str) and isinstance(link.get("region"), dict)
+            for link in links):
+        return "links: must be a list of link specs, each a mapping with a name and a region mapping"
+    if not isinstance(arm.get("region", {}), dict):
+        return f"region: must be a mapping of region options, got {type(arm['region']).__name__}"
+    overrides = arm.get("overrides", {})
+    if not isinstance(overrides, dict):
+        return f"overrides: must be a mapping of train option -> value, got {type(overrides).__name__}"
+    train_options = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in overrides:
+        if key not in train_options:
+            close = difflib.get_close_matches(str(key), train_options, n=1)
+            return f"overrides: {key!r} is not a train option" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return None
+
+
+class Cells:
+    """Adjacent cells of a Markdown table row, for a page template: ``{name[key]}`` writes them joined
+    by ``sep``, and a format spec sets the named cells in bold: ``{mse[eyes][eyes]:bold=locality,ratio}``."""
+
+    def __init__(self, sep: str = " | ", **cells: str):
+        self.sep, self.cells = sep, cells
+
+    def __format__(self, spec: str) -> str:
+        bold = set(spec.removeprefix("bold=").split(",")) if spec else set()
+        if (spec and not spec.startswith("bold=")) or bold - set(self.cells):
+            raise ValueError(f"format spec {spec!r}: expected bold=CELL,... with cells from {list(self.cells)}")
+        return self.sep.join(f"**{v}**" if k in bold else v for k, v in self.cells.items())
+
+
+def mse_cells(r: dict, baseline: dict | None) -> Cells:
+    """mse_in | mse_out | mse_in_complement | locality | vanilla | ratio of one link (an entry of
+    masked_mse_metric's result), beside the vanilla fine-tune measured on the same partition."""
+    base_loc = (baseline or {}).get("locality", float("nan"))
+    return Cells(mse_in=f"{r['mse_in']:.5f}", mse_out=f"{r['mse_out']:.5f}",
+                 mse_in_complement=f"{r['mse_in_complement']:.5f}", locality=f"{r['locality']:.3f}",
+                 vanilla=f"{base_loc:.3f}", ratio=f"{base_loc / r['locality']:.1f}x")
+
+
 def mse_table(results: dict, first_column: str = "links") -> list[str]:
     """Markdown rows: masked MSE of every arm's links, the vanilla baseline's locality beside it."""
     lines = [f"| {first_column} | link | mse_in | mse_out | mse_in_complement | locality | vanilla locality | ratio |",
              "|---|---|---|---|---|---|---|---|"]
     for arm, per_link in results.get("linkgan", {}).items():
         for link, r in per_link.items():
-            b = results.get("baseline", {}).get(arm, {}).get(link, {})
-            base_loc = b.get("locality", float("nan"))
-            lines.append(f"| {arm} | {link} | {r['mse_in']:.5f} | {r['mse_out']:.5f} | {r['mse_in_complement']:.5f} "
-                         f"| **{r['locality']:.3f}** | {base_loc:.3f} | {base_loc / r['locality']:.1f}x |")
+            b = results.get("baseline", {}).get(arm, {}).get(link)
+            lines.append(f"| {arm} | {link} | {mse_cells(r, b):bold=locality} |")
     return lines
+
+
+def per_link(results: dict, cells) -> dict:
+    """arm -> link -> ``cells(linkgan's entry, the baseline's entry)`` for every measured link of ``results``
+    (a dict with "linkgan" and "baseline" sections)."""
+    return {arm: {link: cells(r, results.get("baseline", {}).get(arm, {}).get(link)) for link, r in links.items()}
+            for arm, links in results.get("linkgan", {}).items()}
+
+
+def write_page(name: str, values: dict, docs: Path, command: str, sources: list[str]) -> Path:
+    """Writes DOCS/results/NAME.md from this repository's template docs/results/NAME.template.md.
+
+    The template is the page as a person wrote it, with every number that comes from the results
+    JSON written as a str.format field that ``values`` fills: ``{fid2k[plain]:.1f}``, or a run of
+    table cells (``Cells``). A comment that opens the template is for its readers and is left out;
+    the page opens with one naming ``command`` (the one that rewrites it), ``sources`` (its JSON
+    files) and the template. Raises ValueError naming a field that ``values`` lacks (an arm not
+    measured yet) or cannot format."""
+    template = RESULTS_DIR / f"{name}.template.md"
+    text = template.read_text()
+    if text.startswith("<!--"):
+        text = text[text.index("-->\n") + 4:]
+    missing = []
+    for _, field, _, _ in string.Formatter().parse(text):
+        if field is not None:
+            try:
+                string.Formatter().get_field(field, (), values)
+            except (KeyError, IndexError, TypeError):
+                missing.append(field)
+    if missing:
+        raise ValueError(f"{template.name}: {len(missing)} field(s) have no value in {', '.join(sources)}, e.g. "
+                         f"{{{missing[0]}}}; measure them first, or take them out of the template")
+    try:
+        body = text.format_map(values)
+    except ValueError as e:
+        raise ValueError(f"{template.name}: {e}") from None
+    header = (f"<!-- Written by `{command}` from {', '.join(sources)} and {template.name}; "
+              "to change this page, edit those and run that again. -->\n")
+    page = docs / "results" / f"{name}.md"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(header + body)
+    return page
 
 
 def overhead_table(overhead: dict, title: str = "training") -> list[str]:

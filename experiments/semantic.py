@@ -1,14 +1,16 @@
 """Semantic links: regions found per generated image by the built-in segmenter.
 
 Two datasets, each from a vanilla checkpoint fine-tuned for the same kimg with and without links:
-  scenes    sky and building links (64 axes each), in several arms (SCENES_ARMS: mask mode and
-            regularizer weights), baseline: a vanilla fine-tune of the same base with the arm's
-            other train options (vanilla_for)
+  scenes    sky and building links (64 axes each), in several arms (experiments/arms/semantic-scenes.yaml:
+            mask mode, axes, margins, link weights and train options, and a note on what each tests),
+            baseline: a vanilla fine-tune of the same base with the arm's other train options (vanilla_for)
   toyfaces  a mouth link (64 axes), baseline: the vanilla fine-tune of experiments/regularizer.py
 It trains the segmenters when missing (`linkgan segmenter train`), reports their held-out
 mIoU, measures masked MSE (mse1k, per-image masks, union mode) for LinkGAN and for the
 baseline on the same partition, writes edit grids to docs/images/, the numbers to
-docs/results/semantic.json and the tables to stdout. Finished steps are skipped and
+docs/results/semantic.json and the tables to stdout, and rewrites docs/results/semantic.md from
+semantic.json, semantic-r1.json, scenes-floor.json and the page's template,
+docs/results/semantic.template.md (--report-only does only that). Finished steps are skipped and
 interrupted runs resume, so the script can be re-run.
 
 Usage:
@@ -17,6 +19,7 @@ Usage:
   # scenes arms only, their numbers in docs/results/semantic-r1.json:
   python experiments/semantic.py --scenes-base runs/scenes --scenes-data scenes32.zip --datasets scenes \\
       --tag r1 --scenes-arms shared-mid-ramp-margin12-area-bw2-g0.1 --fid fid2k --skip-overhead
+  python experiments/semantic.py --report-only   # rewrite docs/results/semantic.md from its JSON
 """
 
 from __future__ import annotations
@@ -26,7 +29,20 @@ import json
 from pathlib import Path
 
 import yaml
-from lab import edit_figure, fid, finetune, measure, mse_table, overhead, overhead_table
+from lab import (
+    Cells,
+    edit_figure,
+    fid,
+    finetune,
+    load_arms,
+    measure,
+    mse_cells,
+    mse_table,
+    overhead,
+    overhead_table,
+    per_link,
+    write_page,
+)
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.segment import evaluate_segmenter, load_segmenter, train_segmenter
@@ -48,12 +64,12 @@ def semantic_link(name: str, classes: list[str], segmenter: Path, axes: int = 64
 def scenes_links(options: dict, segmenter: Path) -> list[dict]:
     """The sky and building links of a scenes arm. ``options``: mask_mode, and optionally axes,
     margin and weight, each one number or one per link name."""
-    def per_link(key: str, link: str, default):
+    def for_link(key: str, link: str, default):
         value = options.get(key, default)
         return value.get(link, default) if isinstance(value, dict) else value
 
-    return [semantic_link(link, [link], segmenter, axes=per_link("axes", link, 64), mask_mode=options["mask_mode"],
-                          margin=per_link("margin", link, 0.0), weight=per_link("weight", link, 1.0))
+    return [semantic_link(link, [link], segmenter, axes=for_link("axes", link, 64), mask_mode=options["mask_mode"],
+                          margin=for_link("margin", link, 0.0), weight=for_link("weight", link, 1.0))
             for link in ("sky", "building")]
 
 
@@ -87,60 +103,11 @@ def newest(run: str) -> str:
     return str(list_checkpoints(run)[-1]) if Path(run).is_dir() else run
 
 
-# Scenes arms: name -> (region options, train option overrides). docs/results/semantic.md says
-# what each did: the defaults collapse the scenes model, the weak shared arm does not. A margin
-# or a link weight may be one number or one per link; an arm with other train options than
-# the link_* ones (kimg, EMA) is compared with a vanilla fine-tune with those options
-# (runs/semantic/scenes-<vanilla_for's name>).
-SHARED, MID, MID_RAMP = {"mask_mode": "shared"}, {"link_lambda_in": 3.0, "link_lambda_out": 10.0}, {"link_ramp_kimg": 5.0}
-STRONG, MARGIN12 = {"link_lambda_in": 5.0, "link_lambda_out": 15.0}, {"sky": 0.03, "building": 0.06}
-EMA3 = {"ema_kimg": 3.0, "ema_rampup": None}  # G_ema averages the last few kimg, not the last one
-# Axes in proportion to the region's share of the pixels (the paper's advice): the sky is 50%
-# of a scenes image, the building 12% (of 512 axes: 256 and 64).
-AREA_AXES = {"sky": 256, "building": 64}
-SCENES_ARMS = {
-    "union": ({"mask_mode": "union"}, {}),
-    "union-lambda_out10": ({"mask_mode": "union"}, {"link_lambda_out": 10.0}),
-    "shared": (SHARED, {}),
-    "shared-weak": (SHARED, {"link_lambda_in": 1.0, "link_lambda_out": 3.0}),
-    "shared-mid-ramp": (SHARED, {**MID, **MID_RAMP}),
-    "shared-sep-i2": (SHARED, {"link_optimizer": "separate", "link_interval": 2, "link_batch": 8}),
-    "shared-swap-mid": (SHARED, {**MID, "link_perturb": "swap"}),
-    "shared-mid-ramp-margin": ({**SHARED, "margin": 0.03}, {**MID, **MID_RAMP}),
-    "shared-mid-ramp-margin2": ({**SHARED, "margin": 0.06}, {**MID, **MID_RAMP}),
-    "shared-mid-ramp-margin2-30": ({**SHARED, "margin": 0.06}, {**MID, **MID_RAMP, "kimg": 30.0}),
-    "shared-mid-ramp-margin12": ({**SHARED, "margin": {"sky": 0.03, "building": 0.06}}, {**MID, **MID_RAMP}),
-    "shared-mid-ramp-margin02": ({**SHARED, "margin": {"sky": 0.0, "building": 0.06}}, {**MID, **MID_RAMP}),
-    "shared-mid-ramp-margin12-5": ({**SHARED, "margin": MARGIN12}, {**STRONG, **MID_RAMP}),
-    "shared-mid-ramp-margin12-5-ema3": ({**SHARED, "margin": MARGIN12}, {**STRONG, **MID_RAMP, **EMA3}),
-    "shared-mid-ramp-margin12-5-bw15": ({**SHARED, "margin": MARGIN12, "weight": {"building": 1.5}},
-                                        {**STRONG, **MID_RAMP}),
-    "shared-mid-ramp-margin12-area": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES}, {**MID, **MID_RAMP}),
-    "shared-mid-ramp-margin12-5-area": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES}, {**STRONG, **MID_RAMP}),
-    "shared-mid-ramp-margin12-5-area-bw15": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES,
-                                             "weight": {"building": 1.5}}, {**STRONG, **MID_RAMP}),
-    "shared-mid-ramp-margin12-area-bw2": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES, "weight": {"building": 2.0}},
-                                          {**MID, **MID_RAMP}),
-    "shared-mid-ramp-margin12-area-bw3": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES, "weight": {"building": 3.0}},
-                                          {**MID, **MID_RAMP}),
-    "shared-mid-ramp-margin13-area": ({**SHARED, "margin": {"sky": 0.03, "building": 0.09}, "axes": AREA_AXES},
-                                      {**MID, **MID_RAMP}),
-    "shared-mid-ramp-margin12-area-bw125": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES,
-                                             "weight": {"building": 1.25}}, {**MID, **MID_RAMP}),
-    # a stronger R1 penalty on D (the base's is StyleGAN2-ADA's heuristic, 0.0064 at 32 px and batch 32):
-    # the collapse starts with D winning (its loss falls to 0.02-0.2), and a smoother D keeps pulling
-    # G towards the data. Each is compared with a vanilla fine-tune with the same gamma.
-    "shared-mid-ramp-margin12-area-g0.1": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES},
-                                           {**MID, **MID_RAMP, "r1_gamma": 0.1}),
-    "shared-mid-ramp-margin12-area-bw2-g0.1": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES,
-                                               "weight": {"building": 2.0}}, {**MID, **MID_RAMP, "r1_gamma": 0.1}),
-    "shared-mid-ramp-margin12-area-bw2-g1": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES,
-                                             "weight": {"building": 2.0}}, {**MID, **MID_RAMP, "r1_gamma": 1.0}),
-    # arms repeated with another training seed: how much an arm's numbers and samples vary
-    "shared-mid-ramp-margin12-5-seed1": ({**SHARED, "margin": MARGIN12}, {**STRONG, **MID_RAMP, "seed": 1}),
-    "shared-mid-ramp-margin12-area-seed1": ({**SHARED, "margin": MARGIN12, "axes": AREA_AXES},
-                                            {**MID, **MID_RAMP, "seed": 1}),
-}
+# Scenes arms: name -> {note, region: the options of scenes_links, overrides: train options}.
+# docs/results/semantic.md says what each did: the defaults collapse the scenes model, the weak
+# shared arm does not. An arm with other train options than the link_* ones (kimg, EMA, R1 gamma) is
+# compared with a vanilla fine-tune with those options (runs/semantic/scenes-<vanilla_for's name>).
+SCENES_ARMS = load_arms("semantic-scenes")
 # Arms whose sky and building edit grids docs/results/semantic.md shows besides --figures-arm's.
 EXTRA_FIGURES = {"shared-mid-ramp-margin2": "margin2", "shared-mid-ramp-margin12-area": "area",
                  "shared-mid-ramp-margin12-area-g0.1": "area-g0.1",
@@ -171,10 +138,10 @@ def arm(results: dict, key: str, base: str, data: str, out: Path, links: list[di
     edit_figure(plain, links, figures[0][0], docs / "images" / f"{prefix}-{key}-{figures[0][0]}-vanilla.png")
 
 
-def main():
+def main(argv: list[str] | None = None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenes-base", required=True)
-    p.add_argument("--scenes-data", required=True)
+    p.add_argument("--scenes-base", help="vanilla scenes checkpoint or run (needed unless --report-only)")
+    p.add_argument("--scenes-data", help="its dataset (needed unless --report-only)")
     p.add_argument("--faces-base", help="vanilla toyfaces checkpoint (needed with --datasets toyfaces)")
     p.add_argument("--faces-data", help="its dataset (needed with --datasets toyfaces)")
     p.add_argument("--faces-plain", help="vanilla fine-tune of --faces-base for --kimg")
@@ -196,7 +163,30 @@ def main():
     p.add_argument("--tag", default="",
                    help="name a second set of runs, e.g. from another base: its numbers go to "
                         "docs/results/semantic-TAG.json and its figures to docs/images/semantic-TAG-*.png")
-    args = p.parse_args()
+    p.add_argument("--report-only", action="store_true",
+                   help="only rewrite DOCS/results/semantic.md from DOCS/results/semantic.json, semantic-r1.json "
+                        "and scenes-floor.json")
+    args = p.parse_args(argv)
+    if args.report_only:
+        try:
+            print(report(Path(args.docs)))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"semantic.md not written: {e}") from None
+        return
+    if not (args.scenes_base and args.scenes_data):
+        p.error("--scenes-base and --scenes-data are needed (or --report-only)")
+    unknown = [a for a in args.scenes_arms.split(",") if a and a not in SCENES_ARMS]
+    if unknown:
+        p.error(f"unknown scenes arms {unknown}; experiments/arms/semantic-scenes.yaml has {', '.join(SCENES_ARMS)}")
+    experiment(args, p)
+    try:
+        print(report(Path(args.docs)))
+    except (OSError, ValueError) as e:  # e.g. a first run, before the R1 arms and scenes-floor.json exist
+        print(f"semantic.md not rewritten: {e}")
+
+
+def experiment(args, p: argparse.ArgumentParser) -> None:
+    """Trains and measures what main's arguments ask for, into semantic[-TAG].json."""
     out, docs = Path(args.out), Path(args.docs)
     out.mkdir(parents=True, exist_ok=True)
     prefix = f"semantic-{args.tag}" if args.tag else "semantic"
@@ -244,7 +234,7 @@ def main():
 
     baselines = {}  # (vanilla run name, partition) -> the vanilla's masked MSE on that partition
     for name in [a for a in args.scenes_arms.split(",") if a]:
-        region, overrides = SCENES_ARMS[name]
+        region, overrides = SCENES_ARMS[name]["region"], SCENES_ARMS[name]["overrides"]
         mode, links = region["mask_mode"], scenes_links(region, seg_scenes)
         kimg = overrides.get("kimg", args.kimg)
         vanilla, vanilla_overrides = vanilla_for(overrides, args.kimg)
@@ -293,6 +283,39 @@ def sample_figure(runs: list[Path], path: Path, rows: int = 4) -> Path:
         x += g.width + gap
     canvas.save(path, optimize=True)
     return path
+
+
+def locality_cells(r: dict, baseline: dict | None) -> Cells:
+    """A link's locality and how many times the vanilla fine-tune's it is, as one cell: "0.066 (6.1×)"."""
+    return Cells(sep=" ", locality=f"{r['locality']:.3f}",
+                 ratio=f"({(baseline or {}).get('locality', float('nan')) / r['locality']:.1f}×)")
+
+
+def page_values(results: dict, r1: dict, floor: dict) -> dict:
+    """The fields of docs/results/semantic.template.md: the sections of semantic.json (segmenters,
+    linkgan, baseline, fid2k, overhead), and per arm and link (the arm as its key in the JSON, e.g.
+    "scenes/shared-weak"): mse (lab.mse_cells), loc (locality_cells) and ratio (vanilla's locality / the
+    arm's); seg_classes (data -> its per-class IoU as text); grad (link_gradients' runs); r1 (all of
+    semantic-r1.json), r1_loc and r1_ratio (as loc and ratio); floor (scenes-floor.json)."""
+    def ratios(res: dict) -> dict:
+        return per_link(res, lambda r, b: (b or {}).get("locality", float("nan")) / r["locality"])
+
+    return {**results, "mse": per_link(results, mse_cells), "loc": per_link(results, locality_cells),
+            "ratio": ratios(results),
+            "seg_classes": {data: ", ".join(f"{k} {v:.3f}" for k, v in s["per_class_iou"].items() if v is not None)
+                            for data, s in results.get("segmenters", {}).items()},
+            "grad": results.get("link_gradients", {}).get("runs", {}),
+            "r1": r1, "r1_loc": per_link(r1, locality_cells), "r1_ratio": ratios(r1),
+            "floor": floor}
+
+
+def report(docs: Path) -> Path:
+    """Writes DOCS/results/semantic.md from semantic.json, semantic-r1.json (the R1 round, --tag r1),
+    scenes-floor.json (experiments/scenes_floor.py) and the page's template."""
+    sources = ["semantic.json", "semantic-r1.json", "scenes-floor.json"]
+    results, r1, floor = (json.loads((docs / "results" / name).read_text()) for name in sources)
+    return write_page("semantic", page_values(results, r1, floor), docs, "python experiments/semantic.py --report-only",
+                      sources)
 
 
 def markdown_tables(results: dict) -> str:

@@ -3,17 +3,21 @@
 Steps (finished steps are skipped and interrupted runs resume, so the script can be re-run):
   1. a toyheads archive (linkgan dataset toyheads)
   2. a vanilla 3D generator trained from scratch (--base-kimg)
-  3. fine-tunes of it for --kimg each (ARMS): plain (the baseline), image (a fixed image box
-     around the nose, the paper's method on rendered views), box3d (a world box around the
-     nose, beyond the paper) and box3d-weak (the same with a tenth of the weights)
+  3. fine-tunes of it for --kimg each (the arms of experiments/arms/threed.yaml): plain (the
+     baseline), image (a fixed image box around the nose, the paper's method on rendered views),
+     box3d (a world box around the nose, beyond the paper) and box3d-weak (the same with a tenth
+     of the weights)
   4. masked MSE of RGB and depth (linkgan.metrics.masked_mse_metric) of every arm on both
      partitions, from the training yaws (-30, 0, 30) and from views never trained on (yaw
      +-55, outside toyheads' +-35), multi-view sample renders and edit grids (RGB + depth)
 It writes the numbers to 3d.json (docs/results/3d.json with --docs), the figures, and prints the
-masked-MSE tables of docs/results/3d.md (--report-only prints them again from the JSON).
+masked-MSE tables of docs/results/3d.md; with --docs it also rewrites that page from 3d.json and
+the page's template, docs/results/3d.template.md (--report-only prints the tables again from the
+JSON and, with --docs, rewrites the page).
 
 Usage (about 80 minutes on 2 CPU cores with the defaults; --quick is a one-minute smoke run):
   python experiments/threed.py --out runs/threed --docs docs
+  python experiments/threed.py --docs docs --report-only   # rewrite docs/results/3d.md from its JSON
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from lab import finished, run
+from lab import Cells, finished, load_arms, run, write_page
 
 from linkgan.checkpoint import list_checkpoints
 from linkgan.config import ModelConfig, RunConfig, TrainConfig
@@ -35,13 +39,10 @@ from linkgan.partition import LatentPartition
 from linkgan.pipeline import LinkGANPipeline
 from linkgan.threed import depth_to_image
 
-NOSE_IMAGE = {"name": "nose", "region": {"box": [0.38, 0.45, 0.62, 0.66]}, "axes": 32}
-NOSE_BOX3D = {"name": "nose", "region": {"box3d": [-0.08, -0.22, 0.15, 0.08, 0.03, 0.5]}, "axes": 32}
-# arm -> (links, regularizer weights); the defaults are the 2D ones (lambda_in 10, lambda_out 30).
-DEFAULT_WEIGHTS = {"link_lambda_in": 10.0, "link_lambda_out": 30.0}
-WEAK_WEIGHTS = {"link_lambda_in": 1.0, "link_lambda_out": 3.0}
-ARMS = {"plain": ([], DEFAULT_WEIGHTS), "image": ([NOSE_IMAGE], DEFAULT_WEIGHTS),
-        "box3d": ([NOSE_BOX3D], DEFAULT_WEIGHTS), "box3d-weak": ([NOSE_BOX3D], WEAK_WEIGHTS)}
+# arm -> {note, links, overrides: its regularizer weights}; the defaults are the 2D ones (lambda_in 10, lambda_out 30).
+ARMS = load_arms("threed")
+# Every arm is measured on both noses: the image arm's image box and the box3d arm's world box.
+(NOSE_IMAGE,), (NOSE_BOX3D,) = ARMS["image"]["links"], ARMS["box3d"]["links"]
 TRAIN_YAWS = (-30.0, 0.0, 30.0)
 UNSEEN_YAWS = (-55.0, 55.0)
 
@@ -84,27 +85,48 @@ def measure(run_dir: Path, links: list[dict], n: int, yaws) -> dict:
     return masked_mse_metric(pipe.G, part, n=n, batch=25, yaws=yaws, progress=True)
 
 
+def row_cells(m: dict, plain: dict) -> Cells:
+    """One arm's row cells on one partition and set of views: RGB mse_in, mse_out, locality and how many
+    times lower that is than the vanilla arm's (``plain``), then the same of depth."""
+    d, pd = m["depth"], plain["depth"]
+    return Cells(rgb_mse_in=f"{m['mse_in']:.5f}", rgb_mse_out=f"{m['mse_out']:.5f}",
+                 rgb_locality=f"{m['locality']:.3f}", rgb_vs_vanilla=f"{plain['locality'] / m['locality']:.1f}",
+                 depth_mse_in=f"{d['mse_in']:.5f}", depth_mse_out=f"{d['mse_out']:.5f}",
+                 depth_locality=f"{d['locality']:.3f}", depth_vs_vanilla=f"{pd['locality'] / d['locality']:.1f}")
+
+
+def rows(results: dict) -> dict:
+    """partition -> views -> arm -> row_cells, for every arm measured in ``results`` (3d.json)."""
+    mse = results.get("mse", {})
+    if "plain" not in mse:
+        raise ValueError("3d.json has no masked MSE of the plain arm, the baseline of every table")
+    return {part: {views: {arm: row_cells(mse[arm][part][views], mse["plain"][part][views]) for arm in mse}
+                   for views in mse["plain"][part]} for part in mse["plain"]}
+
+
 def tables(results: dict) -> str:
     """Markdown tables of masked MSE: per partition and set of views, each arm's RGB and depth numbers,
     and how many times more local than the vanilla arm ("plain") on the same partition and views."""
-    lines = []
+    lines, cells = [], rows(results)
     for part, title in (("image", "image-space nose box"), ("box3d", "3D nose box")):
         for views, vtitle in (("train_yaws", "training yaws -30, 0, 30"), ("unseen_yaws", "unseen yaws -55, 55")):
             lines += [f"**Partition: {title}; views: {vtitle}**", "",
                       "| arm | RGB mse_in | RGB mse_out | RGB locality | × vanilla | depth mse_in | depth mse_out "
                       "| depth locality | × vanilla |", "|---|---|---|---|---|---|---|---|---|"]
-            plain = results["mse"]["plain"][part][views]
-            for arm in results["mse"]:
-                m = results["mse"][arm][part][views]
-                d, pd = m["depth"], plain["depth"]
-                lines.append(f"| {arm} | {m['mse_in']:.5f} | {m['mse_out']:.5f} | {m['locality']:.3f} | "
-                             f"{plain['locality'] / m['locality']:.1f} | {d['mse_in']:.5f} | {d['mse_out']:.5f} | "
-                             f"{d['locality']:.3f} | {pd['locality'] / d['locality']:.1f} |")
+            lines += [f"| {arm} | {row} |" for arm, row in cells[part][views].items()]
             lines.append("")
     return "\n".join(lines)
 
 
-def main():
+def report(docs: Path) -> Path:
+    """Writes DOCS/results/3d.md from DOCS/results/3d.json and the page's template: its fields are the
+    sections of 3d.json (config, timings, mse) and rows (partition -> views -> arm -> row_cells)."""
+    results = json.loads((docs / "results" / "3d.json").read_text())
+    return write_page("3d", {**results, "rows": rows(results)}, docs,
+                      "python experiments/threed.py --docs docs --report-only", ["3d.json"])
+
+
+def main(argv: list[str] | None = None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/threed")
     p.add_argument("--docs", default="", help="write docs/results/3d.{json,md} and figures under this folder")
@@ -113,11 +135,17 @@ def main():
     p.add_argument("--kimg", type=float, default=10.0, help="fine-tuning length of every arm")
     p.add_argument("--n", type=int, default=200, help="samples of the masked MSE")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of about a minute")
-    p.add_argument("--report-only", action="store_true", help="print the tables of an earlier run's 3d.json")
-    args = p.parse_args()
+    p.add_argument("--report-only", action="store_true",
+                   help="print the tables of an earlier run's 3d.json; with --docs, rewrite DOCS/results/3d.md")
+    args = p.parse_args(argv)
     if args.report_only:
         path = Path(args.docs) / "results" / "3d.json" if args.docs else Path(args.out) / "3d.json"
-        print(tables(json.loads(path.read_text())))
+        try:
+            print(tables(json.loads(path.read_text())))
+            if args.docs:
+                print(report(Path(args.docs)))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"3d.md not written: {e}") from None
         return
     if args.quick:
         args.n_data, args.base_kimg, args.kimg, args.n = 32, 0.064, 0.032, 8
@@ -133,7 +161,7 @@ def main():
     results_path = out / "3d.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["config"] = {"model": model.__dict__, "base_kimg": args.base_kimg, "kimg": args.kimg, "n": args.n,
-                         "n_data": args.n_data, "arms": {arm: weights for arm, (_, weights) in ARMS.items()}}
+                         "n_data": args.n_data, "arms": {name: arm["overrides"] for name, arm in ARMS.items()}}
     timings = results.setdefault("timings", {})
     t0 = time.time()
     if not finished(out / "base", args.base_kimg):
@@ -141,13 +169,13 @@ def main():
             out / "base")
         timings["base_s"] = time.time() - t0
     base_ckpt = str(list_checkpoints(out / "base")[-1])
-    for arm, (links, weights) in ARMS.items():
+    for arm, spec in ARMS.items():
         if finished(out / arm, args.kimg):
             continue
         t0 = time.time()
         cfg = RunConfig(model=model, train=TrainConfig(out=str(out / arm), kimg=args.kimg, init=base_ckpt,
-                                                        **weights, **common),
-                        links=[dict(link) for link in links])
+                                                        **spec["overrides"], **common),
+                        links=[dict(link) for link in spec["links"]])
         run(cfg, out / arm)
         timings[f"{arm}_s"] = time.time() - t0
     mse = results.setdefault("mse", {})
@@ -162,9 +190,9 @@ def main():
     figures.mkdir(parents=True, exist_ok=True)
     multiview_figure(out / "base", figures / "3d-samples.png")
     arms_figure(out, figures / "3d-samples-arms.png")
-    for arm, (links, _) in ARMS.items():
+    for arm in ARMS:
         pipe = LinkGANPipeline.load(out / arm)
-        spec = links or [NOSE_BOX3D]
+        spec = ARMS[arm]["links"] or [NOSE_BOX3D]
         pipe.links = LatentPartition.from_specs(spec, pipe.G.w_dim, pipe.resolution)
         pipe.save_edit_grid(range(2), "nose", figures / f"3d-edit-{arm}.png", n=4, yaws=(-55, 0, 55))
     if args.docs:
@@ -172,6 +200,11 @@ def main():
         results_dir.mkdir(parents=True, exist_ok=True)
         (results_dir / "3d.json").write_text(json.dumps(results, indent=2) + "\n")
     print(tables(results))
+    if args.docs:
+        try:
+            print(report(Path(args.docs)))
+        except ValueError as e:
+            print(f"3d.md not rewritten: {e}")
 
 
 if __name__ == "__main__":
