@@ -37,7 +37,7 @@ from linkgan.images import make_grid, save_png
 from linkgan.metrics import masked_mse_metric
 from linkgan.partition import LatentPartition
 from linkgan.pipeline import LinkGANPipeline
-from linkgan.threed import depth_to_image
+from linkgan.views import depth_to_image
 
 # arm -> {note, links, overrides: its regularizer weights}; the defaults are the 2D ones (lambda_in 10, lambda_out 30).
 ARMS = load_arms("threed")
