@@ -78,6 +78,16 @@ def fid(run: Path, data: str, metric: str = "fid2k") -> float:
     return compute_fid_kid(pipe.G, ImageDataset(data, resolution=pipe.resolution), [metric], progress=True)[metric]
 
 
+def inception_metrics(run: Path, data: str, names: list[str]) -> dict:
+    """Several FID/KID/precision-recall metrics (needs the metrics extra) of a run's G_ema against
+    ``data`` in one pass of generated images: {"fid2k": float, "pr2k": {"precision", "recall"}}."""
+    from linkgan.data import ImageDataset
+    from linkgan.fid import compute_fid_kid
+
+    pipe = LinkGANPipeline.load(run)
+    return compute_fid_kid(pipe.G, ImageDataset(data, resolution=pipe.resolution), list(names), progress=True)
+
+
 def edit_figure(run: Path, specs: list[dict], link: str, path: Path, complement: bool = False) -> Path:
     pipe = LinkGANPipeline.load(run)
     pipe.links = LatentPartition.from_specs(specs, pipe.G.w_dim, pipe.resolution)
@@ -126,10 +136,11 @@ def overhead(base: str, data: str, arms=OVERHEAD_ARMS, rounds: int = 6, steps_pe
 ARM_KEYS = ("note", "links", "region", "overrides")
 
 
-def load_arms(name: str) -> dict[str, dict]:
+def load_arms(name: str, extra_keys: tuple[str, ...] = ()) -> dict[str, dict]:
     """The arms in experiments/arms/NAME.yaml, in the file's order: arm name -> {"note": what the
     arm tests (one line), "links": [link specs] or "region": {the script's region options},
-    "overrides": {TrainConfig field: value} ({} when the file has none)}.
+    "overrides": {TrainConfig field: value} ({} when the file has none)}, plus any of
+    ``extra_keys``, keys that only the script reading the file knows (it checks their values).
 
     Raises ValueError naming the file and the arm when the file is missing, is not YAML, or an
     entry has another shape (unknown keys, both or neither of links and region, an override that
@@ -147,7 +158,7 @@ def load_arms(name: str) -> dict[str, dict]:
         raise ValueError(f"{where}: expected a mapping of arm name -> arm, got {type(arms).__name__}")
     loaded = {}
     for arm_name, arm in arms.items():
-        problem = arm_problem(arm_name, arm)
+        problem = arm_problem(arm_name, arm, extra_keys)
         if problem:
             raise ValueError(f"{where}, arm {arm_name!r}: {problem}")
         # a copy per arm: YAML aliases (&eyes ... *eyes) would otherwise share one dict between arms
@@ -155,15 +166,17 @@ def load_arms(name: str) -> dict[str, dict]:
     return loaded
 
 
-def arm_problem(name, arm) -> str | None:
-    """What is wrong with one entry of an arm file, in words, or None."""
+def arm_problem(name, arm, extra_keys: tuple[str, ...] = ()) -> str | None:
+    """What is wrong with one entry of an arm file, in words, or None. ``extra_keys``: the keys
+    beyond ARM_KEYS that the script reading the file allows."""
     if not isinstance(name, str):
         return "an arm's name must be a string"
     if not isinstance(arm, dict):
         return f"expected a mapping with note, links or region, and overrides; got {type(arm).__name__}"
-    unknown = sorted(set(arm) - set(ARM_KEYS))
+    unknown = sorted(set(arm) - set(ARM_KEYS) - set(extra_keys))
     if unknown:
-        return f"unknown keys {unknown}; an arm has note, links or region, and overrides"
+        also = f" (this file also allows {', '.join(extra_keys)})" if extra_keys else ""
+        return f"unknown keys {unknown}; an arm has note, links or region, and overrides{also}"
     note = arm.get("note")
     if not isinstance(note, str) or not note.strip() or "\n" in note.strip():
         return "needs a one-line note: saying what the arm tests"

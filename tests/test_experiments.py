@@ -59,7 +59,8 @@ def test_lab_steps_fine_tune_skip_a_finished_arm_measure_and_tabulate(lab, image
 # page, the script that writes it, its command line and the JSON files it is written from (docs/results/)
 PAGES = [("regularizer.md", "regularizer", "--report-only", ["regularizer.json"]),
          ("semantic.md", "semantic", "--report-only", ["semantic.json", "semantic-r1.json", "scenes-floor.json"]),
-         ("3d.md", "threed", "--docs docs --report-only", ["3d.json"])]
+         ("3d.md", "threed", "--docs docs --report-only", ["3d.json"]),
+         ("quality.md", "quality", "--report-only", ["quality.json"])]
 
 
 @pytest.mark.parametrize("page,script,command,sources", PAGES, ids=[p[0] for p in PAGES])
@@ -90,9 +91,17 @@ def test_a_page_whose_json_lacks_a_measured_arm_is_not_written_and_the_error_nam
 
 
 def test_arm_files_hold_what_the_scripts_train(lab):
+    import paper_tables
+    import quality
     import semantic
 
     arms = {name: lab.load_arms(name) for name in ("regularizer", "semantic-scenes", "threed")}
+    # the quality study's links are the other pages' boxes, so that its defaults rows compare with them
+    links = {len(a["links"]): a["links"] for a in quality.ARMS.values() if "sweep" in a["groups"]}
+    assert links == {1: [lab.EYES], 2: [lab.EYES, lab.MOUTH], 4: lab.CORNERS}
+    assert quality.ARMS["fashion-top"]["links"] == [paper_tables.TOP_HALF]
+    for group in quality.GROUPS:
+        assert quality.selected_arms([group], []), group
     # the paper tables link the regularizer's eyes run in as their own eyes arm, so the boxes must agree
     assert arms["regularizer"]["eyes"]["links"] == [lab.EYES]
     assert arms["regularizer"]["eyes_mouth"]["links"] == [lab.EYES, lab.MOUTH]
@@ -133,3 +142,122 @@ def test_load_arms_names_the_file_and_the_arm_of_a_malformed_entry(lab, tmp_path
 def test_load_arms_names_the_arm_files_when_one_is_missing(lab):
     with pytest.raises(ValueError, match=r"experiments/arms/nosuch\.yaml: no such arm file .*regularizer"):
         lab.load_arms("nosuch")
+
+
+# ------------------------------------------------------------------ experiments/quality.py
+def test_quality_refuses_a_linked_arm_whose_vanilla_differs_in_more_than_link_options(lab, tmp_path, monkeypatch):
+    import quality
+
+    monkeypatch.setattr(lab, "ARMS_DIR", tmp_path)
+    (tmp_path / "quality.yaml").write_text(
+        "plain: {note: x, groups: [baseline], links: []}\n"
+        "long: {note: x, groups: [sweep], vanilla: plain, times_kimg: {kimg: 2},\n"
+        "       links: [{name: a, region: {box: [0, 0, 1, 1]}, axes: 8}]}\n")
+    with pytest.raises(ValueError, match=r"quality\.yaml, arm 'long': times_kimg: the non-link options "
+                                         r"\{'kimg': 2\} differ from those of its vanilla 'plain'"):
+        quality.load_quality_arms()
+
+
+def tiny_quality_arms(arms: dict) -> dict:
+    """The quality arms with a sixteenth of their axes: the real ones link 64-512 of 512 axes, the tiny
+    model has 32."""
+    return {name: {**arm, "links": [dict(link, axes=link["axes"] // 16) for link in arm["links"]]}
+            for name, arm in arms.items()}
+
+
+def test_quality_fine_tunes_and_measures_a_sweep_arm_and_its_vanilla_then_skips_them(lab, image_folder, tmp_path,
+                                                                                        monkeypatch):
+    import quality
+
+    from linkgan import fid
+    from linkgan.checkpoint import load_checkpoint
+    from test_fid import ProjectionFeatures
+
+    base = tmp_path / "base"
+    train(tiny_run(image_folder, base, kimg=0.016), progress=False)
+    monkeypatch.setattr(quality, "ARMS", tiny_quality_arms(quality.ARMS))
+    stand_in = ProjectionFeatures(3 * 16 * 16)  # the Inception network costs ~6 GFLOP an image
+    monkeypatch.setattr(fid, "load_inception", lambda path=None, device=None: stand_in)
+    monkeypatch.setattr(quality, "find_inception_file", lambda: None)
+    monkeypatch.setenv(fid.CACHE_ENV, str(tmp_path / "cache"))
+    arm, docs, runs = "sweep-1link-in0.1-out0.3", tmp_path / "docs", tmp_path / "runs"
+    argv = ["--base", str(base), "--data", str(image_folder), "--arms", arm, "--kimg", "0.016", "--n", "8",
+            "--fid", "fid1k", "--pr", "pr1k", "--out", str(runs), "--docs", str(docs), "--no-plot",
+            "--set", "workers=0", "--set", "grid_size=4"]
+    quality.main(argv)
+
+    data = json.loads((docs / "results" / "quality.json").read_text())
+    assert set(data["arms"]) == {arm, "vanilla"}, "the arm and the vanilla it is compared with"
+    measured = data["arms"][arm]
+    assert set(measured["mse"]) == set(measured["baseline"]) == {"eyes"}
+    assert isinstance(measured["fid"], float) and set(measured["pr"]) == {"precision", "recall"}
+    assert isinstance(data["arms"]["vanilla"]["fid"], float) and "mse" not in data["arms"]["vanilla"]
+    trained = load_checkpoint(runs / arm).config["train"]
+    assert (trained["link_lambda_in"], trained["link_lambda_out"]) == (0.1, 0.3)
+    assert trained["r1_interval"] == 2 and trained["pl_weight"] == 2.0, "the base's own recipe is kept"
+    page = (docs / "results" / "quality.md").read_text()
+    assert f"| `{arm}` | λ_in 0.1, λ_out 0.3 | 0.016 | eyes " in page and "not run yet" in page
+
+    # run again: every fine-tune and every number is there, so nothing is trained or measured
+    ckpt = sorted((runs / arm).glob("ckpt-*.safetensors"))[-1]
+    mtime, stand_in.images_seen = ckpt.stat().st_mtime_ns, 0
+    quality.main(argv)
+    assert ckpt.stat().st_mtime_ns == mtime and stand_in.images_seen == 0
+    assert json.loads((docs / "results" / "quality.json").read_text())["arms"] == data["arms"]
+    # numbers of another length are not mixed into the same file
+    with pytest.raises(SystemExit, match=r"quality\.json holds numbers measured with toyfaces kimg 0\.016"):
+        quality.main([*argv, "--kimg", "0.024"])
+
+
+def partial_quality_json() -> dict:
+    """quality.json after two sweep arms (one without its FID yet) and the vanilla fine-tune."""
+    def mse(locality):
+        return {"mse_in": 0.01, "mse_out": 0.01 * locality, "mse_in_complement": 0.02, "locality": locality}
+
+    return {"setup": {"n": 1000, "fid": "fid2k", "pr": "pr2k",
+                      "toyfaces": {"base": "builtin:toyfaces-base", "base_kimg": 100.0, "kimg": 10.0}},
+            "arms": {"vanilla": {"kimg": 10.0, "fid": 20.0, "pr": {"precision": 0.7, "recall": 0.5}},
+                     "sweep-1link-in1-out3": {"kimg": 10.0, "mse": {"eyes": mse(0.4)}, "baseline": {"eyes": mse(1.6)},
+                                              "fid": 21.0, "pr": {"precision": 0.7, "recall": 0.45}},
+                     "sweep-1link-in10-out30": {"kimg": 10.0, "mse": {"eyes": mse(0.08)},
+                                                "baseline": {"eyes": mse(1.6)}}}}
+
+
+def test_quality_page_from_a_partial_json_shows_what_is_measured_and_not_run_yet_for_the_rest(lab, tmp_path):
+    import quality
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "quality.json").write_text(json.dumps(partial_quality_json()))
+    quality.main(["--report-only", "--docs", str(tmp_path), "--no-plot"])
+    page = (tmp_path / "results" / "quality.md").read_text()
+    assert ("| `sweep-1link-in1-out3` | λ_in 1, λ_out 3 | 10 | eyes 0.400 | eyes 1.600 | 21.00 | 20.00 | +5% | "
+            "0.700 | 0.450 | -0.050 |") in page
+    assert ("| `sweep-1link-in10-out30` | λ_in 10, λ_out 30 | 10 | eyes 0.080 | eyes 1.600 | not run yet | 20.00 | "
+            "not run yet | not run yet | not run yet | not run yet |") in page
+    assert "| `sweep-4links-in1-out3` | λ_in 1, λ_out 3 | not run yet | not run yet |" in page
+    assert ("- sweep: 2 of 16 arms measured; to measure the rest: "
+            "`python experiments/quality.py --data data/toyfaces32.zip --only sweep`") in page
+    assert "- 1 link: λ_in 1, λ_out 3 keeps FID within 10% (+5%) at locality 0.400 (1 of 5 strengths measured)." in page
+    assert "- 2 links: not run yet." in page
+    assert "![FID change and recall against locality](../images/quality-tradeoff.png)" in page
+    assert page.index("linkgan dataset toyfaces --n 20000 --res 32") < page.index("## Status"), "commands on top"
+
+
+def test_quality_plot_has_one_curve_per_measured_link_count_with_its_vanilla(lab):
+    import quality
+
+    curves = quality.tradeoff_points(partial_quality_json())
+    assert list(curves) == [1], "only the 1-link arm with its FID is on the plot"
+    assert [p["arm"] for p in curves[1]["arms"]] == ["sweep-1link-in1-out3"]
+    assert curves[1]["arms"][0]["fid_change"] == pytest.approx(0.05)
+    assert curves[1]["vanilla"] == {"locality": 1.6, "recall": 0.5}
+
+
+def test_quality_plot_is_drawn_from_a_partial_json(lab, tmp_path):
+    pytest.importorskip("matplotlib", reason='the plot needs pip install "linkgan[experiments]"')
+    import quality
+    from PIL import Image
+
+    path = quality.draw_tradeoff(partial_quality_json(), tmp_path / "plot.png")
+    assert Image.open(path).size[0] > 600
+    assert quality.draw_tradeoff({}, tmp_path / "none.png") is None

@@ -1,0 +1,550 @@
+"""Link quality: what the regularizer's locality costs in FID, precision and recall.
+
+Every arm (experiments/arms/quality.yaml, each with a note) fine-tunes one vanilla base and is
+compared with a vanilla fine-tune of the same base, length and non-link options:
+  sweep     1 link (eyes), 2 links (eyes + mouth) and 4 links (the corners) at five strengths,
+            λ_in/λ_out from 0.1/0.3 (a hundredth of the defaults) up to the defaults 10/30
+  ablation  eyes + mouth, one change at a time from the defaults: λ_in, λ_out, the share of
+            perturbed fakes, α, the lazy interval, a warm-up ramp, 2x and 3x the fine-tune length,
+            G_ema's half-life, the paper's absolute loss
+  fashion   Fashion-MNIST 32 px: a vanilla and a top-half link (256 axes) fine-tune of --fashion-base
+Each fine-tune continues its base's own G/D recipe (learning rates, R1, style mixing, x-flips,
+augmentation: RECIPE), the arm's train options on top. Each arm is measured: masked MSE per link
+(--n samples; locality = mse_out / mse_in), the vanilla arm on the same links, and FID with
+precision/recall in one pass of generated images (--fid, --pr: fid2k and pr2k, 2000 images each).
+Every number goes to docs/results/quality.json as soon as it exists, finished fine-tunes and
+measured numbers are skipped, so a call can be interrupted and repeated; then it draws
+docs/images/quality-tradeoff.png (FID change and recall against locality, one curve per link
+count, the paper's point marked; needs the experiments extra's matplotlib) and writes
+docs/results/quality.md from quality.json and docs/results/quality.template.md. --report-only
+does only the last two. Arms not measured yet show as "not run yet" on the page.
+
+Cost on 2 CPU cores at the defaults (--kimg 10, fid2k + pr2k, mse1k): a 10-kimg fine-tune takes
+3.5 min alone for one link (vanilla ~3, two links ~4.5, four links ~6), FID/PR ~5 min per model
+(+~4 min once per dataset for the real images' features, cached), masked MSE ~0.5-2 min per
+measurement. sweep (16 fine-tunes): ~1.2 h training, ~1.4 h FID, ~0.3 h MSE, ~3 h in all;
+ablation (14 arms + 4 more vanillas, the 2x and 3x lengths included): ~1.7 h + ~1.5 h + ~0.3 h,
+~3.5 h; fashion: ~20 min. About 7 h for the whole study, one call after the other. Two calls can
+run side by side (OMP_NUM_THREADS=1 each) once the vanilla arm they share is finished (--arms vanilla).
+On a GPU pass a larger --kimg (and --fid fid10k --pr pr10k) with a fresh --out and quality.json.
+
+Usage:
+  linkgan dataset toyfaces --n 20000 --res 32 --out data/toyfaces32.zip
+  python experiments/quality.py --data data/toyfaces32.zip --only sweep
+  python experiments/quality.py --data data/toyfaces32.zip --only ablation
+  python experiments/quality.py --fashion-base runs/fm --fashion-data data/fmnist32.zip --only fashion
+  python experiments/quality.py --arms sweep-1link-in1-out3 --data data/toyfaces32.zip   # one arm (+ its vanilla)
+  python experiments/quality.py --report-only   # rewrite docs/results/quality.md (and the plot) from the JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from lab import Results, finetune, finished, inception_metrics, load_arms, measure, write_page
+
+from linkgan.checkpoint import list_checkpoints, load_checkpoint
+from linkgan.config import TrainConfig
+from linkgan.fid import MetricsExtraError, find_inception_file
+from linkgan.metrics import metric_of
+
+# ---------------------------------------------------------------------------------------- the arms
+GROUPS = ("sweep", "ablation", "fashion")
+DATASETS = ("toyfaces", "fashion")
+ARM_EXTRAS = ("groups", "vanilla", "dataset", "times_kimg")
+TRAIN_OPTIONS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# The base's own training options that a fine-tune keeps: its G/D optimization and its data pipeline.
+RECIPE = ("batch", "lr_g", "lr_d", "beta1", "beta2", "r1_gamma", "r1_interval", "pl_weight", "pl_interval",
+          "pl_batch_shrink", "pl_decay", "style_mixing", "xflip", "aug", "augpipe", "aug_target", "ada_kimg",
+          "ada_interval")
+# The paper (Table 2, FFHQ eyes: MSE_o / MSE_i = 2.24 / 5.25) and the FID changes of its Table 1.
+PAPER_LOCALITY = 2.24 / 5.25
+PAPER_FID = {"FFHQ": (3.98, 5.00), "AFHQ": (8.44, 9.85), "LSUN-Car": (2.95, 3.09), "LSUN-Church": (3.82, 3.97)}
+PAPER_FID_CHANGE = {name: after / before - 1 for name, (before, after) in PAPER_FID.items()}
+FID_TARGET = 0.10  # the issue's target: LinkGAN's FID at most 10% above the vanilla fine-tune's
+
+# What a user runs for each part of the study, in order (the page lists them, and the status names
+# the ones whose arms are missing).
+DATA_COMMANDS = ("linkgan dataset toyfaces --n 20000 --res 32 --out data/toyfaces32.zip",
+                 "linkgan dataset fashion-mnist --out data/fmnist32.zip --res 32   "
+                 "# needs Debian's dataset-fashion-mnist",
+                 "linkgan train --preset small32 --data data/fmnist32.zip --out runs/fm --snapshot-kimg 10   "
+                 "# the Fashion-MNIST base, ~1 h (ada.md)")
+COMMANDS = {"sweep": "python experiments/quality.py --data data/toyfaces32.zip --only sweep",
+            "ablation": "python experiments/quality.py --data data/toyfaces32.zip --only ablation",
+            "fashion": "python experiments/quality.py --fashion-base runs/fm --fashion-data data/fmnist32.zip "
+                       "--only fashion"}
+REPORT_COMMAND = "python experiments/quality.py --report-only"
+NOT_RUN = "not run yet"
+
+
+def load_quality_arms() -> dict[str, dict]:
+    """experiments/arms/quality.yaml through lab.load_arms, with this file's keys checked and their
+    defaults filled in: groups (list), vanilla (arm name or None), dataset, times_kimg ({} if none).
+    Raises ValueError naming the file and the arm of a wrong entry."""
+    arms = load_arms("quality", ARM_EXTRAS)
+    for name, arm in arms.items():
+        arm.setdefault("groups", [])
+        arm.setdefault("vanilla", None)
+        arm.setdefault("dataset", "toyfaces")
+        arm.setdefault("times_kimg", {})
+    for name, arm in arms.items():
+        problem = quality_arm_problem(arm, arms)
+        if problem:
+            raise ValueError(f"experiments/arms/quality.yaml, arm {name!r}: {problem}")
+    return arms
+
+
+def quality_arm_problem(arm: dict, arms: dict) -> str | None:
+    """What is wrong with the quality keys of one arm, in words, or None."""
+    groups = arm["groups"]
+    if not isinstance(groups, list) or not groups or any(g not in (*GROUPS, "baseline") for g in groups):
+        return f"groups: must be a list of {', '.join(GROUPS)} or baseline, got {groups!r}"
+    if arm["dataset"] not in DATASETS:
+        return f"dataset: must be one of {', '.join(DATASETS)}, got {arm['dataset']!r}"
+    times = arm["times_kimg"]
+    if not isinstance(times, dict) or any(k not in TRAIN_OPTIONS or isinstance(v, bool) or
+                                          not isinstance(v, (int, float)) for k, v in times.items()):
+        return f"times_kimg: must map train options to numbers (multiples of --kimg), got {times!r}"
+    vanilla = arm["vanilla"]
+    if not arm["links"]:
+        return f"vanilla: a vanilla arm names no vanilla, got {vanilla!r}" if vanilla is not None else None
+    if not isinstance(vanilla, str) or vanilla not in arms or arms[vanilla]["links"]:
+        return f"vanilla: a linked arm names the vanilla arm it is compared with, got {vanilla!r}"
+    other = arms[vanilla]
+    if other["dataset"] != arm["dataset"]:
+        return f"vanilla: {vanilla!r} fine-tunes {other['dataset']}, this arm {arm['dataset']}"
+    for key in ("overrides", "times_kimg"):
+        mine = {k: v for k, v in arm[key].items() if not k.startswith("link_")}
+        theirs = {k: v for k, v in other[key].items() if not k.startswith("link_")}
+        if mine != theirs:
+            return f"{key}: the non-link options {mine} differ from those of its vanilla {vanilla!r}, {theirs}"
+    return None
+
+
+ARMS = load_quality_arms()
+
+
+def selected_arms(only: list[str], names: list[str]) -> list[str]:
+    """The arms to run, in the file's order with the vanilla arms first: the named ones, or those of
+    the groups in ``only``, each with the vanilla it is compared with. Raises ValueError naming an
+    unknown arm or group."""
+    unknown = [a for a in names if a not in ARMS] + [g for g in only if g not in GROUPS]
+    if unknown:
+        raise ValueError(f"unknown arms or groups {unknown}; the groups are {', '.join(GROUPS)} and the arms "
+                         f"(experiments/arms/quality.yaml) {', '.join(ARMS)}")
+    chosen = set(names) if names else {a for a, spec in ARMS.items() if set(spec["groups"]) & set(only)}
+    chosen |= {ARMS[a]["vanilla"] for a in chosen if ARMS[a]["vanilla"]}
+    return sorted(chosen, key=lambda a: (bool(ARMS[a]["links"]), list(ARMS).index(a)))
+
+
+@dataclasses.dataclass
+class Plan:
+    """One arm's fine-tune: base checkpoint, data, length, links and train options (lab.finetune)."""
+
+    base: str
+    data: str
+    kimg: float
+    links: list[dict]
+    overrides: dict
+
+
+@functools.lru_cache(maxsize=None)
+def base_recipe(base: str) -> dict:
+    """The RECIPE options of the base's own training run."""
+    train = load_checkpoint(base).config.get("train", {})
+    return {k: train[k] for k in RECIPE if k in train}
+
+
+def plan(arm: str, base: str, data: str, kimg: float, settings: dict) -> Plan:
+    """The fine-tune of ``arm`` from ``base`` for ``kimg`` (times the arm's factor): the base's recipe,
+    then ``settings`` (--set), then the arm's overrides and its multiples of ``kimg``."""
+    spec = ARMS[arm]
+    scaled = {k: factor * kimg for k, factor in spec["times_kimg"].items()}
+    length = scaled.pop("kimg", kimg)
+    return Plan(base, data, length, spec["links"],
+                {**base_recipe(base), **settings, **spec["overrides"], **scaled})
+
+
+def mismatch(out: Path, p: Plan) -> str | None:
+    """How an existing run in ``out`` differs from plan ``p`` (length, links, options), or None."""
+    ckpts = list_checkpoints(out) if out.is_dir() else []
+    if not ckpts:
+        return None
+    config = load_checkpoint(ckpts[-1]).config
+    train = config.get("train", {})
+    differ = [f"{k} {train.get(k)!r} (not {v!r})" for k, v in {"kimg": p.kimg, **p.overrides}.items()
+              if k not in ("workers", "device") and train.get(k) != v]
+    # the checkpoint stores each link's axes as the range it resolved to, so the regions are compared
+    if [(link["name"], link["region"]) for link in config.get("links", [])] != [
+            (link["name"], link["region"]) for link in p.links]:
+        differ.append("other links")
+    return ", ".join(differ) or None
+
+
+def resolve_base(base: str) -> str:
+    """A run directory means its newest checkpoint, so that the JSON records which one."""
+    if Path(base).is_dir():
+        ckpts = list_checkpoints(base)
+        if not ckpts:
+            raise SystemExit(f"{base} has no checkpoint (ckpt-*.safetensors); give a checkpoint or a trained run")
+        return str(ckpts[-1])
+    return base
+
+
+# ------------------------------------------------------------------------------------- running
+def check_setup(res: Results, setup: dict, datasets: list[str]) -> None:
+    """Refuses to mix numbers of another setup (length, base, sample counts) into one quality.json."""
+    stored = res.get("setup") or {}
+    pairs = [(k, stored.get(k), setup[k], f"--{k}") for k in ("n", "fid", "pr")]
+    for ds in datasets:
+        prefix = "--fashion-" if ds == "fashion" else "--"
+        for k in ("base", "kimg"):
+            pairs.append((f"{ds} {k}", (stored.get(ds) or {}).get(k), setup[ds][k], prefix + k))
+    for what, before, now, flag in pairs:
+        if before is not None and before != now:
+            raise SystemExit(f"{res.path} holds numbers measured with {what} {before!r}; this run asks {now!r}. "
+                             f"Rerun with {flag} {before}, or move {res.path} away (and use a fresh --out) "
+                             "to start a new study.")
+
+
+def check_metrics(fid_name: str, pr_name: str) -> None:
+    """Before any training: the two metric names are of their kinds, and the Inception network is there."""
+    for name, family, flag in ((fid_name, "fid", "--fid"), (pr_name, "pr", "--pr")):
+        metric = metric_of(name)
+        if metric is None or metric.family != family:
+            raise SystemExit(f"{flag} {name}: expected a {family}<N>k metric name, e.g. {family}2k or {family}10k")
+    try:
+        find_inception_file()
+    except MetricsExtraError as e:
+        raise SystemExit(str(e)) from None
+
+
+def run_study(args, res: Results, arms: list[str], command: str) -> None:
+    """Fine-tunes and measures ``arms`` (vanilla arms first), recording every number in ``res`` and
+    ``command`` among the commands that measured them."""
+    check_metrics(args.fid, args.pr)
+    settings = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    unknown = [k for k in settings if k not in TRAIN_OPTIONS]
+    if unknown:
+        raise SystemExit(f"--set {unknown[0]}=...: not a train option (see `linkgan train --help`)")
+    datasets = [ds for ds in DATASETS if any(ARMS[a]["dataset"] == ds for a in arms)]
+    given = {"toyfaces": (args.base, args.data, args.kimg, "--base and --data"),
+             "fashion": (args.fashion_base, args.fashion_data, args.fashion_kimg, "--fashion-base and --fashion-data")}
+    for ds in datasets:
+        if not (given[ds][0] and given[ds][1]):
+            raise SystemExit(f"the {ds} arms need {given[ds][3]}")
+        if not Path(given[ds][1]).exists():
+            raise SystemExit(f"{given[ds][1]}: no such dataset; make it first (the commands at the top of "
+                             "docs/results/quality.md)")
+    sources = {ds: (resolve_base(given[ds][0]), given[ds][1], given[ds][2]) for ds in datasets}
+    setup = {"n": args.n, "fid": args.fid, "pr": args.pr,
+             **{ds: {"base": sources[ds][0], "kimg": sources[ds][2]} for ds in datasets}}
+    check_setup(res, setup, datasets)
+    if command not in (res.get("commands") or []):
+        res.put((res.get("commands") or []) + [command], "commands")
+    stored = res.get("setup") or {}
+    res.put({**stored, "n": args.n, "fid": args.fid, "pr": args.pr, "set": {**stored.get("set", {}), **settings},
+             **{ds: {**setup[ds], "data": sources[ds][1],
+                     "base_kimg": round(load_checkpoint(sources[ds][0]).state.get("images_seen", 0) / 1000, 1)}
+                for ds in datasets}}, "setup")
+    plans = {a: plan(a, *sources[ARMS[a]["dataset"]], settings) for a in arms}
+    runs = Path(args.out)
+
+    for arm in arms:  # every fine-tune first, so that the cheap numbers come before the slow FIDs
+        out, p = runs / arm, plans[arm]
+        problem = mismatch(out, p)
+        if problem:
+            raise SystemExit(f"{out} is another fine-tune than arm {arm!r} asks for ({problem}); give another --out")
+        fresh = not (out.is_dir() and list_checkpoints(out))
+        t0 = time.time()
+        print(f"[quality] {arm}: {'skipped, finished' if finished(out, p.kimg) else 'fine-tuning'} ({p.kimg:g} kimg)")
+        finetune(p.base, p.data, out, p.links, p.kimg, p.overrides)
+        if fresh:
+            res.put(round((time.time() - t0) / 60, 1), "arms", arm, "train_minutes")
+        res.put(p.kimg, "arms", arm, "kimg")
+    for arm in arms:
+        links, vanilla = ARMS[arm]["links"], ARMS[arm]["vanilla"]
+        if not links:
+            continue
+        if res.get("arms", arm, "mse") is None:
+            res.put(measure(runs / arm, links, args.n), "arms", arm, "mse")
+        if res.get("arms", arm, "baseline") is None:
+            twin = next((a for a in ARMS if ARMS[a]["vanilla"] == vanilla and ARMS[a]["links"] == links
+                         and res.get("arms", a, "baseline") is not None), None)
+            baseline = res.get("arms", twin, "baseline") if twin else measure(runs / vanilla, links, args.n)
+            res.put(baseline, "arms", arm, "baseline")
+    for arm in arms:
+        if res.get("arms", arm, "fid") is None or res.get("arms", arm, "pr") is None:
+            values = inception_metrics(runs / arm, plans[arm].data, [args.fid, args.pr])
+            res.put(values[args.fid], "arms", arm, "fid")
+            res.put(values[args.pr], "arms", arm, "pr")
+
+
+# ------------------------------------------------------------------------------------- the page
+def num(x, spec: str) -> str:
+    return NOT_RUN if x is None else format(x, spec)
+
+
+def short(link: str) -> str:
+    return link.removeprefix("corner_")
+
+
+def worst(per_link: dict | None) -> float | None:
+    """The locality of the least local link of one arm (masked_mse_metric's result), or None."""
+    return max(r["locality"] for r in per_link.values()) if per_link else None
+
+
+def change_text(arm: str) -> str:
+    """The arm's train options as the page shows them: λ_in 1, ema_kimg 0.1, kimg 2x, ..."""
+    names = {"link_lambda_in": "λ_in", "link_lambda_out": "λ_out", "link_alpha": "α", "link_fakes": "link_fakes",
+             "link_interval": "interval", "link_loss": "loss"}
+    spec = ARMS[arm]
+    parts = [f"{names.get(k, k)} {'none' if v is None else f'{v:g}' if isinstance(v, float) else v}"
+             for k, v in spec["overrides"].items()]
+    parts += [f"{k} {v:g}× --kimg" if k != "kimg" else f"{v:g}× as long" for k, v in spec["times_kimg"].items()]
+    return ", ".join(parts) or ("the defaults" if spec["links"] else "no links")
+
+
+def arm_cells(data: dict, arm: str) -> list[str]:
+    """One arm's row: arm | change | kimg | locality per link | vanilla, same links | FID | vanilla FID |
+    vs vanilla | precision | recall | recall vs vanilla."""
+    r = data.get("arms", {}).get(arm, {})
+    vanilla = ARMS[arm]["vanilla"]
+    v = data.get("arms", {}).get(vanilla, {}) if vanilla else {}
+    cells = [f"`{arm}`", change_text(arm), num(r.get("kimg"), "g")]
+    if ARMS[arm]["links"]:
+        for key in ("mse", "baseline"):
+            per_link = r.get(key)
+            cells.append(", ".join(f"{short(k)} {m['locality']:.3f}" for k, m in per_link.items()) if per_link
+                         else NOT_RUN)
+    else:
+        cells += ["", ""]
+    fid, pr = r.get("fid"), r.get("pr") or {}
+    vfid, vpr = v.get("fid"), v.get("pr") or {}
+    cells += [num(fid, ".2f"), num(vfid, ".2f") if vanilla else "",
+              num(fid / vfid - 1 if fid is not None and vfid else None, "+.0%") if vanilla else "",
+              num(pr.get("precision"), ".3f"), num(pr.get("recall"), ".3f"),
+              (num(pr["recall"] - vpr["recall"] if "recall" in pr and "recall" in vpr else None, "+.3f")
+               if vanilla else "")]
+    return cells
+
+
+def table(data: dict, rows: list[str]) -> str:
+    fid, pr = (data.get("setup") or {}).get("fid", "fid2k"), (data.get("setup") or {}).get("pr", "pr2k")
+    head = (f"| arm | change from the defaults | kimg | locality per link | vanilla, same links | {fid} | vanilla "
+            f"{fid} | vs vanilla | precision ({pr}) | recall ({pr}) | recall vs vanilla |")
+    return "\n".join([head, "|" + "---|" * 11] + [f"| {' | '.join(arm_cells(data, a))} |" for a in rows])
+
+
+def group_rows(group: str) -> list[str]:
+    """The arms of a group's table: its vanilla arms first, then its arms in the file's order."""
+    members = [a for a in ARMS if group in ARMS[a]["groups"]]
+    vanillas = [a for a in dict.fromkeys(ARMS[m]["vanilla"] for m in members) if a]
+    return vanillas + [a for a in members if a not in vanillas]
+
+
+def complete(data: dict, arm: str) -> bool:
+    r = data.get("arms", {}).get(arm, {})
+    return all(r.get(k) is not None for k in ("fid", "pr") + (("mse", "baseline") if ARMS[arm]["links"] else ()))
+
+
+def tradeoff_points(data: dict) -> dict[int, dict]:
+    """The plot's data: link count -> {"arms": [{arm, locality, fid_change, recall}] of the sweep arms
+    with locality and FID measured, by locality; "vanilla": {locality, recall} of the vanilla arm
+    on the same links, or None}. locality is that of the arm's least local link."""
+    curves = {}
+    for arm, spec in ARMS.items():
+        r, v = data.get("arms", {}).get(arm, {}), data.get("arms", {}).get(spec["vanilla"], {})
+        if "sweep" not in spec["groups"] or not (r.get("mse") and r.get("fid") is not None and v.get("fid")):
+            continue
+        curve = curves.setdefault(len(spec["links"]), {"arms": [], "vanilla": None})
+        curve["arms"].append({"arm": arm, "locality": worst(r["mse"]), "fid_change": r["fid"] / v["fid"] - 1,
+                              "recall": (r.get("pr") or {}).get("recall")})
+        if r.get("baseline"):
+            curve["vanilla"] = {"locality": worst(r["baseline"]), "recall": (v.get("pr") or {}).get("recall")}
+    for curve in curves.values():
+        curve["arms"].sort(key=lambda p: p["locality"])
+    return dict(sorted(curves.items()))
+
+
+def verdict(data: dict) -> str:
+    """Per link count: the most local measured strength whose FID stays within FID_TARGET of vanilla."""
+    lines, curves = [], tradeoff_points(data)
+    for count in sorted({len(s["links"]) for s in ARMS.values() if "sweep" in s["groups"]}):
+        label = f"{count} link{'s' if count > 1 else ''}"
+        points = curves.get(count, {}).get("arms", [])
+        total = sum(1 for s in ARMS.values() if "sweep" in s["groups"] and len(s["links"]) == count)
+        if not points:
+            lines.append(f"- {label}: {NOT_RUN}.")
+            continue
+        ok = [p for p in points if p["fid_change"] <= FID_TARGET]
+        λ = {p["arm"]: ARMS[p["arm"]]["overrides"] for p in points}
+        measured = f" ({len(points)} of {total} strengths measured)" if len(points) < total else ""
+        if ok:
+            best = ok[0]
+            lines.append(f"- {label}: λ_in {λ[best['arm']]['link_lambda_in']:g}, λ_out "
+                         f"{λ[best['arm']]['link_lambda_out']:g} keeps FID within {FID_TARGET:.0%} "
+                         f"({best['fid_change']:+.0%}) at locality {best['locality']:.3f}{measured}.")
+        else:
+            loosest = max(points, key=lambda p: p["locality"])
+            lines.append(f"- {label}: no measured strength keeps FID within {FID_TARGET:.0%}; the loosest, λ_in "
+                         f"{λ[loosest['arm']]['link_lambda_in']:g}, costs {loosest['fid_change']:+.0%} at locality "
+                         f"{loosest['locality']:.3f}{measured}.")
+    return "\n".join(lines)
+
+
+def status(data: dict) -> str:
+    lines = []
+    for group in GROUPS:
+        rows = group_rows(group)
+        done = sum(complete(data, a) for a in rows)
+        line = f"- {group}: {done} of {len(rows)} arms measured"
+        lines.append(line + ("." if done == len(rows) else f"; to measure the rest: `{COMMANDS[group]}`"))
+    return "\n".join(lines)
+
+
+def setup_text(data: dict) -> str:
+    s = data.get("setup")
+    if not s:
+        return f"Setup: {NOT_RUN} (no arm has been fine-tuned)."
+    parts = [f"{ds}: base `{s[ds]['base']}` ({s[ds].get('base_kimg', '?')} kimg), fine-tuned {s[ds]['kimg']:g} kimg"
+             for ds in DATASETS if ds in s]
+    extra = f", train options {s['set']}" if s.get("set") else ""
+    return (f"Setup: {'; '.join(parts)}; masked MSE over {s['n']} samples, `{s['fid']}` and `{s['pr']}` "
+            f"(2000 generated against 2000 real images for the 2k metrics){extra}.")
+
+
+PLOT = "quality-tradeoff.png"
+
+
+def page_values(data: dict) -> dict:
+    """The fields of docs/results/quality.template.md, each a block of Markdown made from quality.json:
+    commands (to run), status, setup, ran (the commands that measured the JSON's numbers),
+    sweep/ablation/fashion (tables), verdict, plot, arms (every arm's note)."""
+    has_plot = bool(tradeoff_points(data))
+    return {
+        "commands": "\n".join(DATA_COMMANDS + tuple(COMMANDS.values()) + (REPORT_COMMAND,)),
+        "status": status(data), "setup": setup_text(data),
+        "ran": "\n".join(data.get("commands", [])) or f"# {NOT_RUN}",
+        "sweep": table(data, group_rows("sweep")), "ablation": table(data, group_rows("ablation")),
+        "fashion": table(data, group_rows("fashion")), "verdict": verdict(data),
+        "plot": (f"![FID change and recall against locality](../images/{PLOT})" if has_plot else
+                 f"The plot (`docs/images/{PLOT}`): {NOT_RUN}; it is drawn once a sweep arm and its vanilla have "
+                 "their locality and FID."),
+        "arms": "\n".join(["| arm | groups | links | note |", "|---|---|---|---|"] + [
+            f"| `{a}` | {', '.join(s['groups'])} | {', '.join(link['name'] for link in s['links']) or 'none'} | "
+            f"{s['note']} |" for a, s in ARMS.items()]),
+    }
+
+
+def draw_tradeoff(data: dict, path: Path) -> Path | None:
+    """FID change against locality (left) and recall against locality (right), one curve per link
+    count, the vanilla arms as open markers and the paper's point; None when nothing is measured."""
+    curves = tradeoff_points(data)
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_fid, ax_recall) = plt.subplots(1, 2, figsize=(10, 4))
+    for (count, curve), colour in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+        label = f"{count} link{'s' if count > 1 else ''}"
+        x = [p["locality"] for p in curve["arms"]]
+        ax_fid.plot(x, [100 * p["fid_change"] for p in curve["arms"]], "o-", color=colour, label=label)
+        recall = [(p["locality"], p["recall"]) for p in curve["arms"] if p["recall"] is not None]
+        if recall:
+            ax_recall.plot(*zip(*recall), "o-", color=colour, label=label)
+        if curve["vanilla"]:
+            ax_fid.plot([curve["vanilla"]["locality"]], [0], "o", mfc="none", color=colour)
+            if curve["vanilla"]["recall"] is not None:
+                ax_recall.plot([curve["vanilla"]["locality"]], [curve["vanilla"]["recall"]], "o", mfc="none",
+                               color=colour)
+    changes, ffhq = [100 * v for v in PAPER_FID_CHANGE.values()], 100 * PAPER_FID_CHANGE["FFHQ"]
+    ax_fid.errorbar([PAPER_LOCALITY], [ffhq], yerr=[[ffhq - min(changes)], [max(changes) - ffhq]],
+                    fmt="*", color="black", markersize=12, capsize=4,
+                    label=f"paper: FFHQ eyes (FID +{min(changes):.0f}..{max(changes):.0f}% over datasets)")
+    ax_fid.axhline(100 * FID_TARGET, color="grey", ls="--", lw=1, label=f"target +{FID_TARGET:.0%}")
+    ax_fid.axhline(0, color="grey", lw=0.5)
+    ax_recall.axvline(PAPER_LOCALITY, color="black", ls=":", lw=1, label="paper's locality (no recall given)")
+    ax_fid.set_ylabel("FID change vs vanilla fine-tune (%)")
+    ax_recall.set_ylabel("recall (open: vanilla, same links)")
+    for ax in (ax_fid, ax_recall):
+        ax.set_xscale("log")
+        ax.set_xlabel("locality of the least local link (lower: more local)")
+        ax.legend(fontsize=7)
+    fig.suptitle("toyfaces 32 px: regularizer strength swept from λ 0.1/0.3 to 10/30 (open markers: vanilla)",
+                 fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def report(docs: Path, plot: bool = True) -> Path:
+    """Writes DOCS/results/quality.md from DOCS/results/quality.json and the page's template, and with
+    ``plot`` (and matplotlib) DOCS/images/quality-tradeoff.png."""
+    res = Results(docs / "results" / "quality.json")
+    if plot:
+        if importlib.util.find_spec("matplotlib") is None:
+            print(f"[quality] {PLOT} not drawn: matplotlib is missing (pip install -e '.[experiments]')")
+        else:
+            drawn = draw_tradeoff(res.data, docs / "images" / PLOT)
+            print(f"[quality] {drawn or f'{PLOT} not drawn: no sweep arm measured yet'}")
+    return write_page("quality", page_values(res.data), docs, REPORT_COMMAND, ["quality.json"])
+
+
+def main(argv: list[str] | None = None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", default="builtin:toyfaces-base", help="the toyfaces base (checkpoint, run or builtin:)")
+    p.add_argument("--data", help="the toyfaces dataset (needed by the sweep and ablation arms)")
+    p.add_argument("--fashion-base", help="the Fashion-MNIST base (needed by the fashion arms)")
+    p.add_argument("--fashion-data", help="its dataset")
+    p.add_argument("--kimg", type=float, default=10.0, help="fine-tune length of the toyfaces arms")
+    p.add_argument("--fashion-kimg", type=float, default=None, help="of the fashion arms (default: --kimg)")
+    p.add_argument("--n", type=int, default=1000, help="samples of the masked MSE")
+    p.add_argument("--fid", default="fid2k", help="FID metric (linkgan.metrics name; needs the metrics extra)")
+    p.add_argument("--pr", default="pr2k", help="precision/recall metric, measured in the FID's pass")
+    p.add_argument("--only", default=None, help=f"comma-separated groups of {', '.join(GROUPS)} (default: sweep "
+                   "and ablation if --data is given, fashion if --fashion-base is)")
+    p.add_argument("--arms", default="", help="comma-separated arms instead of --only (each with its vanilla)")
+    p.add_argument("--out", default="runs/quality", help="folder of the fine-tunes, one per arm")
+    p.add_argument("--docs", default="docs", help="where results/quality.{json,md} and images/ are")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a train option for every arm (machine settings such as workers=0; the arms' own win)")
+    p.add_argument("--no-plot", action="store_true", help=f"do not draw images/{PLOT}")
+    p.add_argument("--report-only", action="store_true", help="only rewrite the page (and the plot) from the JSON")
+    args = p.parse_args(argv)
+    docs = Path(args.docs)
+    if not args.report_only:
+        if not args.no_plot and importlib.util.find_spec("matplotlib") is None:
+            p.error("the trade-off plot needs matplotlib: pip install -e '.[experiments]' (or pass --no-plot)")
+        args.fashion_kimg = args.kimg if args.fashion_kimg is None else args.fashion_kimg
+        if args.only is None:
+            args.only = ",".join(["sweep", "ablation"] * bool(args.data) + ["fashion"] * bool(args.fashion_base))
+        try:
+            arms = selected_arms([g for g in args.only.split(",") if g], [a for a in args.arms.split(",") if a])
+        except ValueError as e:
+            p.error(str(e))
+        if not arms:
+            p.error("no arms chosen: give --data (toyfaces) or --fashion-base, --only or --arms")
+        command = "python experiments/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        run_study(args, Results(docs / "results" / "quality.json"), arms, command)
+    try:
+        print(report(docs, plot=not args.no_plot))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"quality.md not written: {e}") from None
+
+
+if __name__ == "__main__":
+    main()
