@@ -10,7 +10,7 @@ from linkgan.config import RunConfig
 from linkgan.editing import edit_latents, transplant_latents
 from linkgan.losses import LossStats
 from linkgan.metrics import masked_mse_metric, parse_metric_names
-from linkgan.networks import Generator
+from linkgan.networks import Generator, UnconditionalGenerator
 from linkgan.partition import LatentPartition
 from linkgan.regularizer import LinkSettings, link_loss, masked_mse
 from linkgan.training import Trainer, train
@@ -30,7 +30,7 @@ def _two_boxes():
     return p, {n: p.region_mask(n, RES).float() for n in p.names}
 
 
-class SeparableG(nn.Module):
+class SeparableG(UnconditionalGenerator):
     """A hand-built generator: pixels inside the box depend only on w[0:8] (the link's axes),
     pixels outside only on w[8:32]; ``entangled=True`` leaks every axis everywhere."""
 
@@ -42,7 +42,7 @@ class SeparableG(nn.Module):
         self.inside = nn.Linear(8, 3 * RES * RES)
         self.outside = nn.Linear(W - 8, 3 * RES * RES)
         self.entangled = entangled
-        self.mapping = lambda z, truncation_psi=1.0, **_: z[:, None].repeat(1, 2, 1)
+        self.mapping = lambda z, c=None, truncation_psi=1.0, **_: z[:, None].repeat(1, 2, 1)
 
     def synthesis(self, ws, noise_mode="const", noise_repeats=1):
         w = ws[:, 0]
@@ -102,7 +102,7 @@ def test_regularizer_renders_every_image_in_one_batched_call_with_shared_noise(s
     assert all((e - x).abs().max().item() < 1e-4 for e in edits)
 
 
-class LatentRecorder(torch.nn.Module):
+class LatentRecorder(UnconditionalGenerator):
     """A stand-in generator whose images are a copy of w's first channels, and which keeps
     every batch of latents it is asked to render in ``seen``."""
 
@@ -190,7 +190,8 @@ def test_swap_edits_take_the_moved_axes_from_another_sample_of_the_batch(samples
     link_loss(rec, ws[:1], p, masks, alpha=1.0, samples="all", perturb="swap")
     assert all(torch.equal(e, ws[:1]) for e in rec.seen[0].split(1))
     # The perturbed fakes swap too, layer by layer (style mixing kept), on one group of axes.
-    settings = LinkSettings.build(p, RES, "cpu", 1.0, 1.0, 1.0, 4, fakes=0.5, perturb="swap")
+    settings = LinkSettings.build(p, RES, "cpu", alpha=1.0, lambda_in=1.0, lambda_out=1.0, batch=4, fakes=0.5,
+                                  perturb="swap")
     mixed = torch.randn(n, 2, W)
     out = settings.perturb_some(mixed)
     groups = [p.axes_mask("a"), p.axes_mask("b"), ~p.axes_mask("a"), ~p.axes_mask("b")]
@@ -215,7 +216,7 @@ def test_gradients_of_the_regularizer_reach_the_synthesis_network():
 
 def test_perturbed_fakes_change_only_the_first_fraction_of_a_batch():
     p = _partition()
-    settings = LinkSettings.build(p, RES, "cpu", 1.0, 1.0, 1.0, 4, fakes=0.25)
+    settings = LinkSettings.build(p, RES, "cpu", alpha=1.0, lambda_in=1.0, lambda_out=1.0, batch=4, fakes=0.25)
     ws = torch.randn(8, 2, W)
     out = settings.perturb_some(ws)
     changed = (out != ws).flatten(1).any(1)

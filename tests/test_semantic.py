@@ -9,6 +9,7 @@ import yaml
 
 from conftest import tiny_run
 from linkgan.cli import main
+from linkgan.networks import UnconditionalGenerator
 from linkgan.partition import LatentPartition
 from linkgan.regions import RegionError, SemanticRegion
 from linkgan.regularizer import link_loss
@@ -68,7 +69,7 @@ def test_union_mask_covers_the_region_in_either_image_and_source_only_the_first(
     assert torch.equal(union[1], left | right), "the square moved: both places belong to the edit"
 
 
-class MovingSquareG(torch.nn.Module):
+class MovingSquareG(UnconditionalGenerator):
     """A generator whose red square sits left or right by the sign of axis 0 (the link's axis),
     on a background whose grey level follows axis 8 (a complement axis)."""
 

@@ -1,5 +1,5 @@
 """3D-aware LinkGAN: training a tri-plane generator on posed data, the regularizer on rendered views
-and on 3D boxes, multi-view edits and metrics (linkgan.threed)."""
+and on 3D boxes, multi-view edits and metrics (linkgan.threed, linkgan.views)."""
 
 import math
 
@@ -22,11 +22,7 @@ from linkgan.pipeline import TriplanePipeline
 from linkgan.regions import Box3DRegion, RegionError, region_from_spec
 from linkgan.regularizer import LinkSettings
 from linkgan.render3d import camera_labels, intrinsics, look_at, project
-from linkgan.threed import (
-    TriplaneLoss,
-    view_cameras,
-    volume_link_loss,
-)
+from linkgan.threed import TriplaneLoss, volume_link_loss
 from linkgan.training import Trainer, train
 
 NOSE = [-0.07, -0.2, 0.18, 0.07, 0.02, 0.45]
@@ -120,7 +116,7 @@ def test_2d_configs_without_3d_fields_still_load():
 def test_fakes_are_conditioned_on_swapped_poses_with_probability_gpc_swap():
     m = tiny_model_3d()
     G, D = build_generator(m), build_discriminator(m)
-    c = view_cameras(G, (-20, 0, 20, 30))
+    c = G.view_cameras((-20, 0, 20, 30))
     assert torch.equal(TriplaneLoss(G, D, 1.0, gpc_swap=0.0).conditioning(c), c)
     assert torch.equal(TriplaneLoss(G, D, 1.0, gpc_swap=1.0).conditioning(c), c.roll(1, 0))
 
@@ -129,7 +125,7 @@ def test_the_discriminator_sees_the_camera_and_the_raw_render():
     torch.manual_seed(0)
     D = CameraDiscriminator(16, 8, channel_base=256, channel_max=16)
     img = torch.randn(2, 3, 16, 16)
-    c = view_cameras(build_generator(tiny_model_3d()), (0, 30))
+    c = build_generator(tiny_model_3d()).view_cameras((0, 30))
     logits = D(img, c)
     assert logits.shape == (2, 1)
     assert not torch.allclose(D(img, c.flip(0)), logits), "another camera must change the verdict"
@@ -145,7 +141,8 @@ def _loss_with_links(links, alpha=1.0, form="relative"):
     m = tiny_model_3d()
     G, D = build_generator(m), build_discriminator(m)
     part = LatentPartition.from_specs(links, m.w_dim, m.resolution)
-    link = LinkSettings.build(part, m.resolution, None, alpha, 1.0, 1.0, 2, 0.0, form)
+    link = LinkSettings.build(part, m.resolution, None, alpha=alpha, lambda_in=1.0, lambda_out=1.0, batch=2,
+                              fakes=0.0, form=form)
     return G, TriplaneLoss(G, D, 1.0, link=link)
 
 
@@ -153,7 +150,7 @@ def test_the_glink_phase_on_rendered_views_runs_and_has_gradients():
     G, loss = _loss_with_links(LINKS[:1])
     G.requires_grad_(True)
     stats = LossStats()
-    c = view_cameras(G, (-20, 25))
+    c = G.view_cameras((-20, 25))
     loss.accumulate("Glink", torch.zeros(2, 3, 16, 16), torch.randn(2, 16), gain=1.0, stats=stats, step=0,
                     c_real=c, c_gen=c)
     assert {"Loss/link/in/eyes", "Loss/link/out/eyes"} <= set(stats.means())
@@ -167,7 +164,7 @@ def test_x_x1_and_x2_share_camera_noise_and_ray_samples():
     # (where ray samples would otherwise be jittered per image and noise drawn per image).
     G, loss = _loss_with_links(LINKS, alpha=0.0, form="absolute")
     G.train()
-    total, terms = loss.link_terms(torch.randn(3, 16), view_cameras(G, (-30, 0, 30)))
+    total, terms = loss.link_terms(torch.randn(3, 16), G.view_cameras((-30, 0, 30)))
     assert total.item() == 0.0
     assert all(v.item() == 0.0 for k, v in terms.items() if "/" in k)
 
@@ -206,7 +203,7 @@ def test_the_3d_box_loss_reaches_the_generator_and_its_footprint_term_the_superr
     G, loss = _loss_with_links(LINKS[1:])
     G.requires_grad_(True)
     loss.box_image_term = False
-    total, terms = loss.link_terms(torch.randn(2, 16), view_cameras(G, (0, 10)))
+    total, terms = loss.link_terms(torch.randn(2, 16), G.view_cameras((0, 10)))
     total.backward()
     assert set(terms) == {"in/nose", "out/nose"} and math.isfinite(total.item())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in G.backbone.parameters())
@@ -214,7 +211,7 @@ def test_the_3d_box_loss_reaches_the_generator_and_its_footprint_term_the_superr
         "the field loss does not see the super-resolution stage"
     G.zero_grad(set_to_none=True)
     loss.box_image_term = True
-    total, terms = loss.link_terms(torch.randn(2, 16), view_cameras(G, (0, 10)))
+    total, terms = loss.link_terms(torch.randn(2, 16), G.view_cameras((0, 10)))
     total.backward()
     assert set(terms) == {"in/nose", "out/nose", "out_image/nose"} and 0 < terms["out_image/nose"].item() < 1
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in G.superresolution.parameters())

@@ -127,5 +127,5 @@ def test_style_mixing_keeps_shapes_and_first_layers():
     G = make()
     c = cameras([0, 10])
     ws = G.mapping(torch.randn(2, 16), c)
-    mixed = G.style_mix(ws, c, prob=1.0, generator=torch.Generator().manual_seed(0))
+    mixed = G.style_mix(ws, 1.0, c, generator=torch.Generator().manual_seed(0))
     assert mixed.shape == ws.shape and torch.equal(mixed[:, 0], ws[:, 0]) and not torch.equal(mixed, ws)

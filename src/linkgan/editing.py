@@ -44,7 +44,7 @@ def edit_latents(G: Generator, partition: LatentPartition, ws: torch.Tensor, lin
         if mode == "resample":
             z = torch.randn(1, G.z_dim, generator=gen).to(ws.device)
             with torch.no_grad():
-                target = G.mapping(z, truncation_psi=truncation)  # (1, L, D)
+                target = G.mapping(z, G.frontal_cameras(1, ws.device), truncation_psi=truncation)  # (1, L, D)
             new = torch.where(mask, target.expand_as(ws), ws)
         else:
             delta = strength * torch.randn(1, 1, ws.shape[2], generator=gen).to(ws.device)

@@ -121,37 +121,39 @@ class StyleGAN2Loss:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=self.autocast_dtype)
 
-    def sample_ws(self, z: torch.Tensor, update_w_avg: bool = True) -> torch.Tensor:
-        ws = self.G.mapping(z, update_w_avg=update_w_avg)
-        ws = self.G.style_mix(ws, self.style_mixing)
+    def conditioning(self, c: torch.Tensor | None) -> torch.Tensor | None:
+        """The cameras the mapping network sees for fakes rendered from c (a 3D subclass swaps some)."""
+        return c
+
+    def sample_ws(self, z: torch.Tensor, update_w_avg: bool = True, c: torch.Tensor | None = None) -> torch.Tensor:
+        c_cond = self.conditioning(c)
+        ws = self.G.mapping(z, c_cond, update_w_avg=update_w_avg)
+        ws = self.G.style_mix(ws, self.style_mixing, c_cond)
         if self.link is not None:
             ws = self.link.perturb_some(ws)
         return ws
 
     def run_G(self, z: torch.Tensor, update_w_avg: bool = True, c: torch.Tensor | None = None):
-        """Fake images and their ws. ``c``: cameras of a 3D subclass (linkgan.threed); unused in 2D."""
-        ws = self.sample_ws(z, update_w_avg)
-        return self.G.synthesis(ws, noise_mode=self.noise_mode), ws
+        """Fakes as G.render gives them ({"image": (N,3,R,R), ...}) and their ws; c: the cameras to
+        render from (None for a 2D generator)."""
+        ws = self.sample_ws(z, update_w_avg, c)
+        return self.G.render(ws, c, noise_mode=self.noise_mode), ws
 
     def augmented(self, img):
-        """``img`` (a tensor, or a 3D discriminator's input dict) as D sees it: through ADA when on."""
+        """``img`` (real images, or G.render's dict) as D sees it: through ADA when on."""
         return img if self.augment is None else self.augment(img)
 
     def run_D(self, img, c: torch.Tensor | None = None) -> torch.Tensor:
-        return self.D(self.augmented(img))
+        return self.D(self.augmented(img), c)
 
     def observe_real(self, logits_real: torch.Tensor) -> None:
         if self.ada is not None:
             self.ada.observe(logits_real)
 
-    @staticmethod
-    def image_of(fake) -> torch.Tensor:
-        """The image (N,3,R,R) of run_G's output: itself in 2D, its 'image' entry for a 3D generator's dict."""
-        return fake["image"] if isinstance(fake, dict) else fake
-
     def link_terms(self, z: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-        """The Glink phase's weighted loss and its terms for latents z (a 3D subclass renders from c)."""
-        return self.link.loss(self.G, self.G.mapping(z, update_w_avg=self.w_avg_in_every_phase))
+        """The Glink phase's weighted loss and its terms for latents z, rendered from the cameras c."""
+        ws = self.G.mapping(z, c, update_w_avg=self.w_avg_in_every_phase)
+        return self.link.loss(self.G, ws, c)
 
     def accumulate(self, phase: str, real: torch.Tensor, z: torch.Tensor, gain: float, stats: LossStats,
                    step: int, scaler=None, c_real: torch.Tensor | None = None,
@@ -159,7 +161,7 @@ class StyleGAN2Loss:
         """Runs one phase's forward and backward pass.
 
         real: (N,3,R,R) in [-1,1]; z: (N, z_dim); gain: the lazy-regularization interval.
-        c_real, c_gen: (N, 25) cameras of the real images and of the fakes to render (3D only).
+        c_real, c_gen: (N, c_dim) cameras of the real images and of the fakes to render (None in 2D).
         """
         backward = (lambda loss: scaler.scale(loss).backward()) if scaler is not None else (lambda loss: loss.backward())
         if phase == "Gmain":
@@ -176,7 +178,7 @@ class StyleGAN2Loss:
             with eager_forwards():  # double backward
                 fake, ws = self.run_G(z[:n], update_w_avg=self.w_avg_in_every_phase,
                                       c=None if c_gen is None else c_gen[:n])
-            fake = self.image_of(fake)
+            fake = fake["image"]
             # Path length: |J_w^T y| for random image-space directions y, normalized by the
             # number of pixels so the penalty is resolution independent.
             y = torch.randn_like(fake) / np.sqrt(fake.shape[2] * fake.shape[3])
@@ -201,7 +203,7 @@ class StyleGAN2Loss:
         elif phase == "Dmain":
             with torch.no_grad(), self.autocast():
                 fake, _ = self.run_G(z, update_w_avg=self.w_avg_in_every_phase, c=c_gen)
-            fake = {k: v.float() for k, v in fake.items()} if isinstance(fake, dict) else fake.float()
+            fake = {k: v.float() for k, v in fake.items()}
             with self.autocast():
                 logits_fake = self.run_D(fake, c_gen).float()
                 logits_real = self.run_D(real, c_real).float()

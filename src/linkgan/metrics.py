@@ -41,62 +41,50 @@ from .errors import InputError
 from .networks import Generator
 from .partition import LatentPartition
 from .regularizer import masked_mse
+from .views import DEFAULT_YAWS, region_masks_for_view
 
 
-class _ImageViews:
-    """How masked MSE sees a 2D generator: one view, RGB, fixed masks or a segmenter's per image."""
+class _MetricViews:
+    """How masked MSE looks at a generator: identities mapped with the front camera and rendered from
+    every view, with constant noise and deterministic rays. A 2D generator has one view (its
+    cameras are None) and is measured in RGB, with its fixed masks or a segmenter's per image; a
+    3D generator is rendered from every yaw at ``pitch`` and measured in RGB at the image
+    resolution and depth (mapped from [near, far] to [0, 1]) at the neural resolution, and a
+    3D-box link's region in a view is the pixels whose ray crosses the box."""
 
-    channels = ("rgb",)
-
-    def __init__(self, G, partition: LatentPartition, device):
-        self.G, self.partition, self.count = G, partition, 1
-        self.fixed = {link.name: partition.region_mask(link.name, G.resolution, device=device).to(torch.float32)
-                      for link in partition if link.region.is_fixed}
+    def __init__(self, G, partition: LatentPartition, device, yaws, pitch: float):
+        self.G, self.partition, self.device = G, partition, device
+        self.cameras = G.view_cameras(yaws, pitch, device)
+        self.count = 1 if self.cameras is None else len(self.cameras)
+        self.channels = ("rgb",) if self.cameras is None else ("rgb", "depth")
+        if self.cameras is None:
+            self.fixed = {(link.name, 0, G.resolution): partition.region_mask(link.name, G.resolution,
+                                                                               device=device).to(torch.float32)
+                          for link in partition if link.region.is_fixed}
+        else:
+            self.fixed = {(name, v, res): region_masks_for_view(partition, name, self.cameras[v], res).float().to(device)
+                          for name in partition.names for v in range(self.count)
+                          for res in (G.resolution, G.neural_resolution)}
 
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        return self.G.mapping(z)
+        return self.G.mapping(z, self.G.frontal_cameras(z.shape[0], z.device))
 
     def render(self, ws: torch.Tensor, view: int) -> dict[str, torch.Tensor]:
-        return {"rgb": (self.G.synthesis(ws, noise_mode="const") + 1) / 2}
+        cams = None if self.cameras is None else self.cameras[view:view + 1].expand(ws.shape[0], -1)
+        out = self.G.render(ws, cams, noise_mode="const", deterministic=True)
+        views = {"rgb": (out["image"] + 1) / 2}
+        if "depth" in self.channels:
+            cfg = self.G.config
+            views["depth"] = ((out["depth"] - cfg.near) / (cfg.far - cfg.near)).clamp(0, 1)
+        return views
 
     def masks(self, name: str, view: int, x, moved, rest) -> tuple[torch.Tensor, torch.Tensor]:
-        if name in self.fixed:
-            return self.fixed[name], self.fixed[name]
+        key = (name, view, x.shape[-1])
+        if key in self.fixed:
+            return self.fixed[key], self.fixed[key]
         region = self.partition[name].region  # semantic: per-image masks (the segmenter wants [-1, 1])
         return (region.edit_masks(x * 2 - 1, moved * 2 - 1).float(),
                 region.complement_masks(x * 2 - 1, rest * 2 - 1).float())
-
-
-class _RenderedViews:
-    """How masked MSE sees a 3D generator: identities mapped from the frontal camera and rendered
-    from every yaw at ``pitch``, RGB at the image resolution and depth (mapped from [near, far] to
-    [0, 1]) at the neural resolution; a 3D-box link's region in a view is the pixels whose ray
-    crosses the box."""
-
-    channels = ("rgb", "depth")
-
-    def __init__(self, G, partition: LatentPartition, device, yaws, pitch: float):
-        from .threed import frontal_cameras, region_masks_for_view, view_cameras
-
-        self.G, self.frontal = G, frontal_cameras
-        self.cameras = view_cameras(G, yaws, pitch, device)
-        self.count = len(self.cameras)
-        self.fixed = {(name, v, res): region_masks_for_view(partition, name, self.cameras[v], res).float().to(device)
-                      for name in partition.names for v in range(self.count)
-                      for res in (G.resolution, G.neural_resolution)}
-
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        return self.G.mapping(z, self.frontal(self.G, z.shape[0], z.device))
-
-    def render(self, ws: torch.Tensor, view: int) -> dict[str, torch.Tensor]:
-        cfg = self.G.config
-        out = self.G.synthesis(ws, self.cameras[view:view + 1].expand(ws.shape[0], -1), noise_mode="const",
-                               render_options=self.G.render_options(jitter=False))
-        return {"rgb": (out["image"] + 1) / 2, "depth": ((out["depth"] - cfg.near) / (cfg.far - cfg.near)).clamp(0, 1)}
-
-    def masks(self, name: str, view: int, x, moved, rest) -> tuple[torch.Tensor, torch.Tensor]:
-        m = self.fixed[name, view, x.shape[-1]]
-        return m, m
 
 
 def masked_mse_metric(G, partition: LatentPartition, n: int = 1000, batch: int | None = None, seed: int = 123,
@@ -121,15 +109,9 @@ def masked_mse_metric(G, partition: LatentPartition, n: int = 1000, batch: int |
     if len(partition) == 0:
         raise InputError("the model has no links; give --links links.yaml to measure a partition on it")
     device = device or next(G.parameters()).device
-    three_d = getattr(G, "kind", "2d") == "3d"
-    if three_d:
-        from .threed import DEFAULT_YAWS
-
-        yaws = DEFAULT_YAWS if yaws is None else yaws
-        views = _RenderedViews(G, partition, device, yaws, pitch)
-    else:
-        views = _ImageViews(G, partition, device)
-    batch = batch or (25 if three_d else 50)
+    yaws = DEFAULT_YAWS if yaws is None else yaws
+    views = _MetricViews(G, partition, device, yaws, pitch)
+    batch = batch or (50 if views.cameras is None else 25)
     gen = torch.Generator().manual_seed(seed)
     keys = ("mse_in", "mse_out", "mse_in_complement")
     sums = {name: {ch: dict.fromkeys(keys, 0.0) for ch in views.channels} for name in partition.names}
@@ -176,8 +158,8 @@ def masked_mse_metric(G, partition: LatentPartition, n: int = 1000, batch: int |
             d = {k: val / (n * views.count) for k, val in totals.items()}
             d["locality"] = d["mse_out"] / max(d["mse_in"], 1e-12)
             per[ch] = d
-        result[name] = per["rgb"] if not three_d else {**per["rgb"], "depth": per["depth"],
-                                                       "views": [float(y) for y in yaws]}
+        result[name] = per["rgb"] if "depth" not in per else {**per["rgb"], "depth": per["depth"],
+                                                              "views": [float(y) for y in yaws]}
     return result
 
 
@@ -282,7 +264,7 @@ class MetricContext:
     kind: str = field(init=False)
 
     def __post_init__(self):
-        self.kind = getattr(self.G, "kind", "2d")
+        self.kind = self.G.kind
 
 
 def compute_metrics(G: Generator, partition: LatentPartition, names: list[str], device=None,

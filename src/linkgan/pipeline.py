@@ -21,7 +21,7 @@ from .errors import InputError
 from .images import float_to_uint8, make_grid, save_png, to_pil
 from .networks import MAX_SEED, Generator, z_from_seeds
 from .networks.build import build_generator
-from .threed import DEFAULT_YAWS, depth_to_image, frontal_cameras, region_masks_for_view, render_views, view_cameras
+from .views import DEFAULT_YAWS, depth_to_image, region_masks_for_view, render_views
 
 MAX_SEEDS = 100_000  # per call: more would hold every image in memory; split the range instead
 
@@ -113,7 +113,7 @@ class LinkGANPipeline:
         """The ws (N, num_ws, w_dim) of each seed, after truncation."""
         z = z_from_seeds(parse_seeds(seeds), self.G.z_dim, self.device)
         with torch.no_grad():
-            return self.G.mapping(z, truncation_psi=truncation)
+            return self.G.mapping(z, self.G.frontal_cameras(z.shape[0], self.device), truncation_psi=truncation)
 
     def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", batch: int = 32, latent=None) -> torch.Tensor:
         """ws (N, num_ws, w_dim) -> images (N, 3, R, R) float in [-1, 1], on the CPU.
@@ -335,18 +335,6 @@ class LinkGANPipeline:
 
 
 # ------------------------------------------------------------------------------ 3D
-class _FrontalMapping:
-    """G seen through its frontal camera: ``mapping(z, truncation_psi)`` as a 2D generator's, for
-    linkgan.editing (which draws the resampled axes from mapping(z'))."""
-
-    def __init__(self, G):
-        self.G, self.z_dim, self.w_dim, self.num_ws = G, G.z_dim, G.w_dim, G.num_ws
-
-    def mapping(self, z, truncation_psi: float = 1.0, **kwargs):
-        return self.G.mapping(z, frontal_cameras(self.G, z.shape[0], z.device), truncation_psi=truncation_psi,
-                              **kwargs)
-
-
 class TriplanePipeline(LinkGANPipeline):
     """LinkGANPipeline for a 3D checkpoint: seeds are mapped with the frontal camera; ``synthesize``,
     ``generate`` and ``edit`` render from the frontal view (or ``view_yaw``), and ``render_views``
@@ -354,24 +342,15 @@ class TriplanePipeline(LinkGANPipeline):
 
     view_yaw = 0.0  # degrees: the camera of synthesize (and so of generate, edit and transplant)
 
-    @property
-    def mapping_view(self) -> _FrontalMapping:
-        return _FrontalMapping(self.G)
-
-    def latents(self, seeds, truncation: float = 1.0) -> torch.Tensor:
-        z = z_from_seeds(parse_seeds(seeds), self.G.z_dim, self.device)
-        with torch.no_grad():
-            return self.mapping_view.mapping(z, truncation_psi=truncation)
-
     def synthesize(self, ws: torch.Tensor, noise_mode: str = "const", batch: int = 32, latent=None) -> torch.Tensor:
         if latent is not None and not isinstance(latent, (int, torch.Tensor)):  # an Inversion
             raise NotImplementedError("inverted real images are not supported for 3D models yet")
-        cam = view_cameras(self.G, (self.view_yaw,), device=self.device)
+        cam = self.G.view_cameras((self.view_yaw,), device=self.device)
         return render_views(self.G, ws, cam, batch, noise_mode)["image"][:, 0]
 
     def render_views(self, ws: torch.Tensor, yaws=DEFAULT_YAWS, pitch: float = 0.0) -> dict:
         """Every ws rendered from every yaw: image (N, V, 3, R, R), depth and opacity (N, V, 1, r, r)."""
-        return render_views(self.G, ws, view_cameras(self.G, yaws, pitch, self.device))
+        return render_views(self.G, ws, self.G.view_cameras(yaws, pitch, self.device))
 
     def edit(self, seed=None, link: str = "", n: int = 6, mode: str = "resample", strength: float = 1.0,
              truncation: float = 1.0, complement: bool = False, edit_seed: int = 0, latent=None,
@@ -382,7 +361,7 @@ class TriplanePipeline(LinkGANPipeline):
         if seed is None and latent is None:
             raise InputError("give the image to edit: seed=N or latent=ws")
         ws = self.to_ws(latent, truncation) if latent is not None else self.latents([int(seed)], truncation)
-        variants = edit_latents(self.mapping_view, self.links, ws, link, n, mode, strength, truncation, complement,
+        variants = edit_latents(self.G, self.links, ws, link, n, mode, strength, truncation, complement,
                                 edit_seed)[0]
         imgs = self.synthesize(torch.cat([ws, variants]))
         if output == "tensor":
@@ -400,9 +379,9 @@ class TriplanePipeline(LinkGANPipeline):
         from .regions import draw_outline
 
         ws = self.to_ws(latent, truncation) if latent is not None else self.latents(seeds, truncation)
-        variants = edit_latents(self.mapping_view, self.links, ws, link, n, mode, strength, truncation, complement,
+        variants = edit_latents(self.G, self.links, ws, link, n, mode, strength, truncation, complement,
                                 edit_seed)
-        cams = view_cameras(self.G, yaws, device=self.device)
+        cams = self.G.view_cameras(yaws, device=self.device)
         b = ws.shape[0]
         rendered = self.render_views(torch.cat([ws, variants.flatten(0, 1)]), yaws)
         R, cfg = self.resolution, self.G.config

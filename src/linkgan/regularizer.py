@@ -136,13 +136,13 @@ def _region_masks(partition: LatentPartition, masks: dict[str, torch.Tensor], na
 
 def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks: dict[str, torch.Tensor],
               alpha: float, generator: torch.Generator | None = None,
-              form: str = "relative", samples: str = "all", render=None,
+              form: str = "relative", samples: str = "all", c: torch.Tensor | None = None,
               perturb: str = "gaussian") -> dict[str, torch.Tensor]:
     """Computes the LinkGAN terms for a batch.
 
-    render: callable(ws (k*N, num_ws, w_dim), k) -> images (k*N, 3, H, W) that renders k
-    chunks of the same N samples with shared noise; default G.synthesis. A 3D generator
-    passes one that renders every chunk from the same cameras (linkgan.threed).
+    Every edit is rendered with ``G.render`` in one call, the k chunks of the same N samples
+    with shared noise and, for a 3D generator, from the same cameras c (N, 25) with
+    deterministic ray samples, so that only the latent edit changes pixels. c: None in 2D.
 
     ws: (N, num_ws, w_dim) latents; masks: link name -> (H, W) {0,1} fixed region mask at G's
     resolution. A link missing from ``masks`` must be semantic: its masks are computed per
@@ -186,9 +186,10 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
         raise InputError(f"link loss form must be one of {LOSS_FORMS}, not {form!r}")
     if samples not in SAMPLE_MODES:
         raise InputError(f"link sample mode must be one of {SAMPLE_MODES}, not {samples!r}")
-    if render is None:
-        def render(all_ws, k):
-            return G.synthesis(all_ws, noise_mode="random", noise_repeats=k)
+    def render(all_ws, k):
+        cams = None if c is None else c.repeat(k, 1)
+        return G.render(all_ws, cams, noise_mode="random", noise_repeats=k, deterministic=True)["image"]
+
     n, w_dim = ws.shape[0], ws.shape[2]
     names = list(partition.names)
     out: dict[str, torch.Tensor] = {}
@@ -264,14 +265,16 @@ class LinkSettings:
     perturb: str = "gaussian"
 
     @classmethod
-    def build(cls, partition: LatentPartition, resolution: int, device, alpha: float, lambda_in: float,
+    def build(cls, partition: LatentPartition, resolution: int, device, *, alpha: float, lambda_in: float,
               lambda_out: float, batch: int, fakes: float, form: str = "relative",
               samples: str = "all", perturb: str = "gaussian") -> "LinkSettings":
+        """Resolves the fixed regions' masks at ``resolution`` on ``device`` and loads every semantic
+        link's segmenter now, so that a missing file fails before training; the options are named."""
         masks = {}
         for link in partition:
             if link.region.is_fixed:
                 masks[link.name] = partition.region_mask(link.name, resolution, device=device).to(torch.float32)
-            elif getattr(link.region, "is_volume", False):
+            elif link.region.is_volume:
                 continue  # a 3D-box region constrains a 3D generator's field (linkgan.threed), not pixels
             else:
                 try:
@@ -280,12 +283,13 @@ class LinkSettings:
                     raise type(err)(f"link '{link.name}': {err}") from None
         return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form, samples, perturb)
 
-    def loss(self, G: Generator, ws: torch.Tensor, render=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(self, G: Generator, ws: torch.Tensor,
+             c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted regularizer sum_i weight_i (lambda_in L_in_i + lambda_out L_out_i), and its terms.
 
-        render: see link_loss (a 3D generator's renderer from fixed cameras)."""
+        c: the cameras to render from (a 3D generator's; see link_loss)."""
         terms = link_loss(G, ws, self.partition, self.masks, self.alpha, form=self.form, samples=self.samples,
-                          render=render, perturb=self.perturb)
+                          c=c, perturb=self.perturb)
         total = sum(self.weighted(n, terms) for n in self.partition.names if f"in/{n}" in terms)
         return total, terms
 
@@ -308,10 +312,10 @@ class LinkSettings:
         axes = self.partition.axes_tensor(ws.device)
         groups = torch.cat([axes, ~axes]).to(ws.dtype)  # (2K, w_dim): each link's axes, then complements
         choice = torch.randint(0, groups.shape[0], (k,)).to(ws.device)
-        if self.perturb == "swap":
+        if self.perturb == "swap":  # layer by layer, unlike axis_deltas (whose ws are unmixed)
             delta = self.alpha * (ws.roll(1, dims=0)[:k] - ws[:k]) * groups[choice][:, None, :]
         else:
-            delta = (self.alpha * torch.randn(k, ws.shape[2]).to(ws.device) * groups[choice])[:, None, :]
+            delta = axis_deltas(ws[:k], groups[choice], self.alpha)[:, None, :]
         ws = ws.clone()
         ws[:k] = ws[:k] + delta
         return ws

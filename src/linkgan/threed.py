@@ -1,51 +1,38 @@
-"""3D-aware LinkGAN: training, the regularizer, metrics and editing for tri-plane generators.
+"""The 3D-aware LinkGAN objective: what training a tri-plane generator adds to the 2D phases.
 
 A model config with ``kind: 3d`` trains linkgan.networks.TriplaneGenerator (EG3D-style) against
 a CameraDiscriminator on a dataset with camera labels (``linkgan dataset toyheads``). The 2D
-training loop and loss phases are reused as they are; this module supplies what differs:
+training loop and loss phases serve both kinds through the generators' shared interface
+(``mapping(z, c)``, ``style_mix(ws, prob, c)``, ``render(ws, c)``); fakes are rendered from
+cameras drawn from the dataset and D sees the image, the raw neural render and the camera. This
+module supplies what differs:
 
-* ``TriplaneLoss`` (a StyleGAN2Loss): the mapping network is conditioned on a camera, which is
-  swapped for another sample's camera with probability ``gpc_swap`` (EG3D's generator pose
-  conditioning); fakes are rendered from cameras drawn from the dataset; D sees the image,
-  the raw neural render and the camera.
-* The LinkGAN regularizer in image space (the paper's 3D method): x, every x1 and every x2
-  are rendered from the SAME camera, with shared noise and deterministic ray samples (strata
-  centres), so that only the latent edit changes pixels.
+* ``TriplaneLoss`` (a StyleGAN2Loss): the mapping network's camera is swapped for another
+  sample's with probability ``gpc_swap`` (EG3D's generator pose conditioning).
+* The LinkGAN regularizer in image space (the paper's 3D method) is linkgan.regularizer's own:
+  x, every x1 and every x2 are rendered from the SAME camera, with shared noise and
+  deterministic ray samples (strata centres), so that only the latent edit changes pixels.
 * The regularizer for 3D-box links (``{box3d: [x0, y0, z0, x1, y1, z1]}``, beyond the paper),
   ``volume_link_loss``: it compares the decoded field (density as the opacity of one ray
   step, and the colour features) of x, x1 and x2 at random 3D points: x1 against x outside
   the box, x2 against x inside it. The constraint is on the field, so it holds from every
-  viewpoint.
-* The multi-view rendering that linkgan.metrics.masked_mse_metric measures 3D models with (RGB
-  and depth averaged over several yaws) and that
-  ``linkgan.pipeline.TriplanePipeline`` (what LinkGANPipeline.load returns for a 3D checkpoint)
-  draws its edit grids with. The networks are built in linkgan.networks.build.
+  viewpoint; ``footprint_terms`` adds its image-space outside term.
 
-Cameras are EG3D labels in linkgan.render3d's conventions. The views used for grids, edits and
-metrics sit at ModelConfig.camera_radius with focal camera_focal (toyheads' values by default),
-at pitch 0 and the yaws given; the identity is mapped with the frontal camera.
+Multi-view rendering for grids, edits and metrics is in linkgan.views; the networks are built in
+linkgan.networks.build.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .errors import InputError
 from .losses import StyleGAN2Loss
-from .networks import (
-    TriplaneGenerator,
-    z_from_seeds,
-)
+from .networks import TriplaneGenerator
 from .partition import LatentPartition
 from .regularizer import grow_mask, masked_mse, perturbation_deltas, share_of_change
-from .render3d import camera_labels, intrinsics, look_at
 
-DEFAULT_YAWS = (-30.0, 0.0, 30.0)  # degrees: the views of edit grids and metrics
 VOLUME_POINTS = 256  # 3D points per sample (and per box) of the 3D-box regularizer
 
 
@@ -60,23 +47,11 @@ def check_camera_dataset(dataset) -> torch.Tensor:
     return dataset.cameras
 
 
-def view_cameras(G, yaws=DEFAULT_YAWS, pitch: float = 0.0, device=None) -> torch.Tensor:
-    """Camera labels (V, 25) looking at the origin from the given yaws (degrees) at one pitch."""
-    radius, focal = getattr(G, "view_camera", (2.7, 2.8))
-    yaw = torch.tensor([math.radians(float(y)) for y in yaws])
-    cams = camera_labels(look_at(yaw, torch.full_like(yaw, math.radians(pitch)), radius), intrinsics(focal))
-    return cams.to(device)
-
-
-def frontal_cameras(G, n: int, device=None) -> torch.Tensor:
-    return view_cameras(G, (0.0,), device=device).expand(n, -1)
-
-
 # ------------------------------------------------------------------------------ regularizer
 def split_partition(partition: LatentPartition) -> tuple[LatentPartition, list[str]]:
     """(the partition of the image-space links, the names of the 3D-box links)."""
-    image_links = [link for link in partition if not getattr(link.region, "is_volume", False)]
-    volume = [link.name for link in partition if getattr(link.region, "is_volume", False)]
+    image_links = [link for link in partition if not link.region.is_volume]
+    volume = [link.name for link in partition if link.region.is_volume]
     return LatentPartition(image_links, partition.w_dim, allow_overlap=True), volume
 
 
@@ -141,8 +116,8 @@ def footprint_terms(G: TriplaneGenerator, ws: torch.Tensor, c: torch.Tensor, par
         d_in, _ = perturbation_deltas(partition, name, ws, alpha, generator, perturb)
         batches.append(ws + d_in[:, None, :])
     k = len(batches)
-    images = G.synthesis(torch.cat(batches), c.repeat(k, 1), noise_mode="random", noise_repeats=k,
-                         render_options=G.render_options(jitter=False))["image"]
+    images = G.render(torch.cat(batches), c.repeat(k, 1), noise_mode="random", noise_repeats=k,
+                      deterministic=True)["image"]
     chunks = images.split(n)
     x, out = chunks[0], {}
     for j, name in enumerate(names):
@@ -191,36 +166,12 @@ class TriplaneLoss(StyleGAN2Loss):
         swap = (torch.rand(c.shape[0]) < self.gpc_swap).to(c.device)
         return torch.where(swap[:, None], c.roll(1, dims=0), c)
 
-    def sample_ws(self, z: torch.Tensor, update_w_avg: bool = True, c: torch.Tensor | None = None) -> torch.Tensor:
-        c_cond = self.conditioning(c)
-        ws = self.G.mapping(z, c_cond, update_w_avg=update_w_avg)
-        ws = self.G.style_mix(ws, c_cond, self.style_mixing)
-        if self.link is not None:
-            ws = self.link.perturb_some(ws)
-        return ws
-
-    def run_G(self, z: torch.Tensor, update_w_avg: bool = True, c: torch.Tensor | None = None):
-        if c is None:
-            raise ValueError("a 3D generator renders from cameras: run_G needs c (N, 25)")
-        ws = self.sample_ws(z, update_w_avg, c)
-        return self.G.synthesis(ws, c, noise_mode=self.noise_mode), ws
-
-    def run_D(self, img, c: torch.Tensor | None = None) -> torch.Tensor:
-        return self.D(self.augmented(img), c)
-
     def link_terms(self, z: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         ws = self.G.mapping(z, c, update_w_avg=self.w_avg_in_every_phase)
         total, terms = ws.new_zeros([]), {}
         if len(self.image_links):
-            # The same camera for x, x1 and x2; deterministic ray samples (the jitter would differ per copy).
-            options = self.G.render_options(jitter=False)
-
-            def render(all_ws, k):
-                return self.G.synthesis(all_ws, c.repeat(k, 1), noise_mode="random", noise_repeats=k,
-                                        render_options=options)["image"]
-
             settings = dataclasses.replace(self.link, partition=self.image_links)
-            loss, image_terms = settings.loss(self.G, ws, render=render)
+            loss, image_terms = settings.loss(self.G, ws, c)
             total, terms = total + loss, dict(image_terms)
         if self.volume_links:
             vterms = volume_link_loss(triplane_field(self.G), ws, self.link.partition, self.volume_links,
@@ -237,55 +188,5 @@ class TriplaneLoss(StyleGAN2Loss):
         return total, terms
 
 
-# ------------------------------------------------------------------------------ rendering helpers
-def render_views(G, ws: torch.Tensor, cameras: torch.Tensor, batch: int = 16, noise_mode: str = "const") -> dict:
-    """Renders every ws (N, L, D) from every camera (V, 25): image (N, V, 3, R, R), depth and opacity
-    (N, V, 1, r, r), on the CPU, without gradient."""
-    keys = ("image", "depth", "opacity")
-    out = {k: [] for k in keys}
-    device = next(G.parameters()).device
-    with torch.no_grad():
-        for v in range(cameras.shape[0]):
-            parts = {k: [] for k in keys}
-            for i in range(0, ws.shape[0], batch):
-                chunk = ws[i:i + batch].to(device)
-                r = G.synthesis(chunk, cameras[v:v + 1].to(device).expand(chunk.shape[0], -1), noise_mode=noise_mode)
-                for k in keys:
-                    parts[k].append(r[k].cpu())
-            for k in keys:
-                out[k].append(torch.cat(parts[k]))
-    return {k: torch.stack(v, dim=1) for k, v in out.items()}
-
-
-def depth_to_image(depth: torch.Tensor, opacity: torch.Tensor, near: float, far: float, size: int) -> torch.Tensor:
-    """Depth (N, 1, r, r) -> a grey image (N, 3, size, size) in [-1, 1]: near is white, far and empty black."""
-    t = ((far - depth) / (far - near)).clamp(0, 1) * opacity.clamp(0, 1)
-    t = F.interpolate(t, size=(size, size), mode="nearest")
-    return (t * 2 - 1).expand(-1, 3, -1, -1)
-
-
-def sample_grid(G, seeds, device, truncation_psi: float = 1.0) -> np.ndarray:
-    """uint8 grid (H, W, 3) of G's samples at the seeds, rendered from the frontal view."""
-    from .images import make_grid
-
-    z = z_from_seeds(seeds, G.z_dim, device)
-    c = frontal_cameras(G, len(seeds), device)
-    with torch.no_grad():
-        ws = G.mapping(z, c, truncation_psi=truncation_psi)
-        imgs = torch.cat([G.synthesis(ws[i:i + 32], c[i:i + 32], noise_mode="const")["image"].cpu()
-                          for i in range(0, len(seeds), 32)])
-    return make_grid(imgs)
-
-
-def region_masks_for_view(partition: LatentPartition, name: str, camera: torch.Tensor, res: int) -> torch.Tensor:
-    """bool (res, res): an image link's fixed region, or a 3D-box link's footprint from camera (25,)."""
-    region = partition[name].region
-    if getattr(region, "is_volume", False):
-        return region.ray_masks(camera.reshape(1, 25).cpu(), res)[0]
-    if not region.is_fixed:
-        raise InputError(f"link '{name}': semantic regions are not supported on 3D models yet")
-    return region.mask(res)
-
-
-__all__ = ["TriplaneLoss", "check_camera_dataset", "render_views", "sample_grid",
-           "view_cameras", "volume_link_loss"]
+__all__ = ["TriplaneLoss", "check_camera_dataset", "footprint_terms", "split_partition", "triplane_field",
+           "volume_link_loss"]

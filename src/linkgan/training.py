@@ -30,7 +30,7 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from .config import ConfigError, RunConfig, validate_for_training
+from .config import ConfigError, ModelConfig, RunConfig, TrainConfig, validate_for_training
 from .distributed import (
     DistEnv,
     all_gather_objects,
@@ -43,11 +43,12 @@ from .distributed import (
     shutdown,
 )
 from .errors import InputError
-from .images import make_grid, save_png, uint8_to_float
+from .images import save_png, uint8_to_float
 from .losses import LossStats, NonFiniteLossError, Phase, StyleGAN2Loss
-from .networks import Generator, z_from_seeds
 from .networks.build import build_discriminator, build_generator
 from .regularizer import LinkSettings
+from .threed import TriplaneLoss, check_camera_dataset
+from .views import generate_grid
 
 PHASE_ORDER = ["Gmain", "Greg", "Glink", "Dmain", "Dreg"]
 
@@ -118,14 +119,14 @@ def auto_r1_gamma(resolution: int, batch: int) -> float:
     return 0.0002 * resolution ** 2 / batch
 
 
-def generate_grid(G: Generator, seeds, device, batch: int = 32, truncation_psi: float = 1.0) -> np.ndarray:
-    """Samples G at the given seeds with constant noise -> uint8 grid (H, W, 3)."""
-    imgs = []
-    with torch.no_grad():
-        for i in range(0, len(seeds), batch):
-            z = z_from_seeds(seeds[i:i + batch], G.z_dim, device)
-            imgs.append(G(z, truncation_psi=truncation_psi, noise_mode="const").cpu())
-    return make_grid(torch.cat(imgs))
+def loss_for(m: ModelConfig, t: TrainConfig) -> tuple[type[StyleGAN2Loss], dict]:
+    """The loss of a model kind and its kind's options; with the builders (linkgan.networks.build), the one
+    place training reads the model kind."""
+    if m.kind == "3d":
+        if t.compile != "none":
+            raise ConfigError("--compile supports 2D models only")
+        return TriplaneLoss, {"gpc_swap": t.gpc_swap, "box_image_term": t.link_box3d_image}
+    return StyleGAN2Loss, {}
 
 
 class Trainer:
@@ -165,24 +166,21 @@ class Trainer:
             config.model = RunConfig.from_dict(init_ckpt.config, str(init_ckpt.path)).model
         m = config.model
 
+        torch.manual_seed(t.seed)
+        np.random.seed(t.seed)
+        self.G = build_generator(m).to(self.device)
+        loss_cls, loss_kwargs = loss_for(m, t)
         if dataset is None:
             from .data import ImageDataset
-            dataset = ImageDataset(t.data, resolution=m.resolution, xflip=t.xflip, return_cameras=m.kind == "3d")
+            dataset = ImageDataset(t.data, resolution=m.resolution, xflip=t.xflip, return_cameras=self.G.c_dim > 0)
             stored = dataset.info.get("resolution") if dataset.trusted else None
             if isinstance(stored, int) and stored < m.resolution and self.dist.is_main:
                 print(f"note: {t.data} holds {stored}-px images; training at {m.resolution} px upsamples every one "
                       f"(the model cannot learn detail finer than the data's). Use --res {stored}, or data made at "
                       f"{m.resolution} px.", file=sys.stderr)
         self.dataset = dataset
-        self.is_3d = m.kind == "3d"
-        if self.is_3d:
-            from .threed import check_camera_dataset
-
-            self.camera_pool = check_camera_dataset(dataset)  # (len, 25): fakes are rendered from these
-
-        torch.manual_seed(t.seed)
-        np.random.seed(t.seed)
-        self.G = build_generator(m).to(self.device)
+        # A camera-conditioned generator renders its fakes from the dataset's cameras (len, c_dim), as EG3D does.
+        self.camera_pool = check_camera_dataset(dataset) if self.G.c_dim else None
         self.D = build_discriminator(m).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         # Each phase switches on gradients for the network it trains and off again after,
@@ -193,8 +191,6 @@ class Trainer:
             for net in (self.G, self.D, self.G_ema):
                 net.to(memory_format=torch.channels_last)
         if t.compile != "none":
-            if m.kind != "2d":
-                raise ConfigError("--compile supports 2D models only")
             compile_forwards((self.G.mapping, self.G.synthesis, self.D), t.compile)
 
         self.partition = config.partition()
@@ -202,7 +198,7 @@ class Trainer:
         # later command finds the same links from any folder.
         config.links = self.partition.to_specs()
         self.link = None
-        if not self.is_3d and any(getattr(link.region, "is_volume", False) for link in self.partition):
+        if not self.G.c_dim and any(link.region.is_volume for link in self.partition):
             raise ConfigError("3D-box regions (box3d) need a 3D generator (--kind 3d); this model is 2D")
         if t.link_samples == "factorized" and config.allow_link_overlap and len(self.partition) > 1:
             raise ConfigError("--link-samples factorized counts on disjoint regions (each link's outside term "
@@ -210,18 +206,14 @@ class Trainer:
                               "regions use --link-samples all")
         if len(self.partition):
             self.link = LinkSettings.build(
-                self.partition, m.resolution, self.device, t.link_alpha, t.link_lambda_in, t.link_lambda_out,
-                link_batch // world, t.link_fakes, t.link_loss, t.link_samples, t.link_perturb)
+                self.partition, m.resolution, self.device, alpha=t.link_alpha, lambda_in=t.link_lambda_in,
+                lambda_out=t.link_lambda_out, batch=link_batch // world, fakes=t.link_fakes, form=t.link_loss,
+                samples=t.link_samples, perturb=t.link_perturb)
         self.metric_names = self._check_metrics(t.metrics)
         # The heuristic follows the global batch, so that a job computes the same gamma on any number of processes.
         self.r1_gamma = t.r1_gamma if t.r1_gamma is not None else auto_r1_gamma(m.resolution, t.batch)
         autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision]
         self.scaler = torch.amp.GradScaler("cuda") if (t.precision == "fp16" and self.device.type == "cuda") else None
-        loss_cls, loss_kwargs = StyleGAN2Loss, {}
-        if self.is_3d:
-            from .threed import TriplaneLoss
-
-            loss_cls, loss_kwargs = TriplaneLoss, {"gpc_swap": t.gpc_swap, "box_image_term": t.link_box3d_image}
         self.loss = loss_cls(self.G, self.D, self.r1_gamma, t.style_mixing, t.pl_weight, t.pl_batch_shrink,
                              t.pl_decay, autocast_dtype, self.device, link=self.link, **loss_kwargs)
         self.augment, self.ada = None, None
@@ -411,12 +403,7 @@ class Trainer:
             os.replace(tmp, stats)
 
     def save_grid(self) -> Path:
-        if self.is_3d:
-            from .threed import sample_grid
-
-            grid = sample_grid(self.G_ema, self.grid_seeds, self.device)
-        else:
-            grid = generate_grid(self.G_ema, self.grid_seeds, self.device)
+        grid = generate_grid(self.G_ema, self.grid_seeds, self.device)
         path = save_png(grid, self.run_dir / f"samples-{self.images_seen // 1000:06d}kimg.png")
         save_png(grid, self.run_dir / "samples-latest.png")
         return path
@@ -439,9 +426,11 @@ class Trainer:
         is reproducible from its checkpointed RNG state; each rank has its own stream."""
         return torch.randn(n, self.G.z_dim)
 
-    def draw_cameras(self, n: int) -> torch.Tensor:
-        """3D: cameras (n, 25) for this phase's fakes, drawn from the dataset's (as EG3D does), on the CPU
-        from the global RNG like the latents."""
+    def draw_cameras(self, n: int) -> torch.Tensor | None:
+        """Cameras (n, c_dim) for this phase's fakes, drawn from the dataset's (as EG3D does), on the CPU
+        from the global RNG like the latents; None for a generator without cameras."""
+        if self.camera_pool is None:
+            return None
         return self.camera_pool[torch.randint(len(self.camera_pool), (n,))]
 
     def link_weight(self) -> float:
@@ -453,7 +442,8 @@ class Trainer:
         return float(min(max(done, 0.0), 1.0))
 
     def train_step(self, real_u8: torch.Tensor, stats: LossStats, c_real: torch.Tensor | None = None) -> None:
-        """One step of every due phase on one batch. real_u8: (N,3,R,R) uint8; c_real (N, 25): their cameras (3D)."""
+        """One step of every due phase on one batch. real_u8: (N,3,R,R) uint8; c_real (N, c_dim): their
+        cameras (None for a generator without cameras)."""
         t = self.config.train
         real = uint8_to_float(real_u8.to(self.device, non_blocking=True))
         if t.channels_last and self.device.type == "cuda":
@@ -462,9 +452,9 @@ class Trainer:
             if not phase.due(self.step):
                 continue
             z = self.draw_latents(self.local_batch).to(self.device)
-            cams = {}
-            if self.is_3d:
-                cams = {"c_real": c_real.to(self.device), "c_gen": self.draw_cameras(self.local_batch).to(self.device)}
+            c_gen = self.draw_cameras(self.local_batch)
+            cams = {"c_real": None if c_real is None else c_real.to(self.device),
+                    "c_gen": None if c_gen is None else c_gen.to(self.device)}
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
             gain = phase.interval * (self.link_weight() if phase.name == "Glink" else 1.0)
@@ -531,7 +521,7 @@ class Trainer:
             while self.images_seen < total and not self._stop_agreed():
                 real, *rest = _as_tuple(next(loader))
                 prev = self.images_seen
-                self.train_step(real, stats, rest[-1] if self.is_3d else None)
+                self.train_step(real, stats, rest[-1] if self.camera_pool is not None else None)
                 steps_done += 1
                 bar.update(self.images_seen - prev)
                 bar.set_postfix(kimg=f"{self.images_seen / 1000:.1f}", refresh=False)
@@ -645,4 +635,4 @@ def train(config: RunConfig, resume: str | Path | None = None, progress: bool = 
 
 
 __all__ = ["train", "Trainer", "TrainResult", "ResumableSampler", "build_generator", "build_discriminator",
-           "NonFiniteLossError", "CheckpointError", "generate_grid"]
+           "NonFiniteLossError", "CheckpointError", "loss_for"]

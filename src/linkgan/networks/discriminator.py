@@ -76,7 +76,12 @@ class Discriminator(nn.Module):
         self.fc = EqualLinear(c4 * 16, c4, activation="lrelu")
         self.out = EqualLinear(c4, 1)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
+    def forward(self, img: torch.Tensor | dict, c: torch.Tensor | None = None) -> torch.Tensor:
+        """img: images, or a generator's render dict (``G.render``), of which D sees the image. c: camera
+        labels, which an unconditional D ignores (CameraDiscriminator takes them), so that the loss
+        calls ``D(img, c)`` for both model kinds."""
+        if isinstance(img, dict):
+            img = img["image"]
         if img.ndim != 4 or img.shape[1:] != (self.img_channels, self.resolution, self.resolution):
             raise ValueError(f"D expects images of shape (N, {self.img_channels}, {self.resolution}, "
                              f"{self.resolution}), got {tuple(img.shape)}")

@@ -57,8 +57,10 @@ class MappingNetwork(nn.Module):
         ])
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-                update_w_avg: bool = False) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None, update_w_avg: bool = False) -> torch.Tensor:
+        """c: camera labels; an unconditional network ignores them (the 3D one needs them), so that code
+        serving both kinds calls ``mapping(z, c)`` alike."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape (N, {self.z_dim}), got {tuple(z.shape)}")
         return self.to_ws(self.layers(normalize_2nd_moment(z.to(torch.float32))), truncation_psi,
@@ -247,18 +249,48 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-class Generator(nn.Module):
+class UnconditionalGenerator(nn.Module):
+    """The 2D side of the interface both generator kinds share, for any ``synthesis(ws, noise_mode,
+    noise_repeats) -> images`` without cameras (StyleGAN2's Generator, or a hand-built test model).
+
+    ``render(ws, c) -> {"image": ...}``, and no cameras: c is None (``c_dim`` 0), the view cameras
+    are None, and there is one view. linkgan.networks.TriplaneGenerator answers the same calls
+    with cameras.
+    """
+
+    kind = "2d"  # the model kind of ModelConfig.kind (checkpoints and the metrics registry record it)
+    c_dim = 0  # no camera labels
+
+    def render(self, ws: torch.Tensor, c: torch.Tensor | None = None, noise_mode: str = "random",
+               noise_repeats: int = 1, deterministic: bool = False) -> dict[str, torch.Tensor]:
+        """ws (N, num_ws, w_dim) -> {"image": (N, C, R, R)}. c and ``deterministic`` (a 3D
+        generator's fixed ray samples) mean nothing here: synthesis is deterministic given its noise."""
+        return {"image": self.synthesis(ws, noise_mode=noise_mode, noise_repeats=noise_repeats)}
+
+    def frontal_cameras(self, n: int, device=None) -> None:
+        """The camera of n front views: None, a 2D generator has none."""
+        return None
+
+    def view_cameras(self, yaws=None, pitch: float = 0.0, device=None) -> None:
+        """The cameras of multi-view grids and metrics: None, a 2D generator has one view."""
+        return None
+
+
+class Generator(UnconditionalGenerator):
     """StyleGAN2 generator.
 
     ``G(z)`` = ``G.synthesis(G.mapping(z))``. z: (N, z_dim) ~ N(0, I); images: (N, 3, R, R) in
     about [-1, 1]. ``num_ws`` = 2 log2(R) - 2 copies of w feed the layers; style mixing
     swaps the copies after a random crossover point.
 
+    The interface that code serving 2D and 3D models uses (TriplaneGenerator has the same):
+    ``mapping(z, c)``, ``style_mix(ws, prob, c)``, ``render(ws, c) -> {"image": ...}``, and
+    ``frontal_cameras(n)`` / ``view_cameras(yaws)`` for the cameras of grids and metrics
+    (UnconditionalGenerator: none in 2D).
+
     ``numerics``: 'official' computes what stylegan2-ada-pytorch's generator computes (so its
     weights can be imported), 'legacy' linkgan's first dialect (linkgan.networks.layers).
     """
-
-    kind = "2d"  # the model kind of ModelConfig.kind, for code that serves both kinds
 
     def __init__(self, resolution: int = 32, z_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
                  mapping_lr_mul: float = 0.01, channel_base: int = 16384, channel_max: int = 512,
@@ -273,24 +305,24 @@ class Generator(nn.Module):
         self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, mapping_lr_mul)
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "random") -> torch.Tensor:
-        return self.synthesis(self.mapping(z, truncation_psi), noise_mode)
+        return self.synthesis(self.mapping(z, truncation_psi=truncation_psi), noise_mode)
 
-    def style_mix(self, ws: torch.Tensor, prob: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    def style_mix(self, ws: torch.Tensor, prob: float, c: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Style mixing regularization for a batch ws (N, num_ws, w_dim).
 
         With probability ``prob`` (one draw per batch, as in StyleGAN2) a second set of
-        latents replaces ws from a random crossover layer on. Returns a new tensor.
+        latents, mapped with the same cameras c, replaces ws from a random crossover layer on.
+        Returns a new tensor.
         """
         if prob <= 0 or self.num_ws < 2:
             return ws
-        device = ws.device
         if torch.rand([], generator=generator).item() >= prob:
             return ws
         cutoff = int(torch.randint(1, self.num_ws, [], generator=generator).item())
-        z2 = torch.randn(ws.shape[0], self.z_dim, generator=generator).to(device)
-        ws2 = self.mapping(z2)
+        z2 = torch.randn(ws.shape[0], self.z_dim, generator=generator).to(ws.device)
         ws = ws.clone()
-        ws[:, cutoff:] = ws2[:, cutoff:]
+        ws[:, cutoff:] = self.mapping(z2, c)[:, cutoff:]
         return ws
 
 

@@ -24,6 +24,7 @@ the same image; in train mode they are jittered.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +32,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ..render3d import RenderOptions, ray_bundle, render_rays, split_camera_labels
+from ..render3d import (
+    RenderOptions,
+    camera_labels,
+    intrinsics,
+    look_at,
+    ray_bundle,
+    render_rays,
+    split_camera_labels,
+)
 from .generator import (
     MappingNetwork,
     StyledConv,
@@ -155,7 +164,10 @@ class TriplaneGenerator(nn.Module):
     Build with a TriplaneConfig and/or keyword overrides of its fields.
     """
 
-    kind = "3d"  # the model kind of ModelConfig.kind, for code that serves both kinds
+    kind = "3d"  # the model kind of ModelConfig.kind (checkpoints and the metrics registry record it)
+    # (radius, focal) of the views of grids, edits and metrics, at pitch 0 looking at the origin;
+    # linkgan.networks.build sets the model config's (ModelConfig.camera_radius, camera_focal).
+    view_camera = (2.7, 2.8)
 
     def __init__(self, config: TriplaneConfig | None = None, **overrides):
         super().__init__()
@@ -254,7 +266,29 @@ class TriplaneGenerator(nn.Module):
         """Map z with the camera c and render from the same camera."""
         return self.synthesis(self.mapping(z, c, truncation_psi), c, noise_mode, **synthesis_kwargs)
 
-    def style_mix(self, ws: torch.Tensor, c: torch.Tensor, prob: float,
+    def render(self, ws: torch.Tensor, c: torch.Tensor | None = None, noise_mode: str = "random",
+               noise_repeats: int = 1, deterministic: bool = False) -> dict[str, torch.Tensor]:
+        """``synthesis`` under the interface both generator kinds share (linkgan.networks.Generator.render):
+        deterministic=True samples every ray at its strata centres, so that chunks of one batch
+        that differ only in their latents differ only where the latents change the scene."""
+        if c is None:
+            raise ValueError("a 3D generator renders from cameras: give c (N, 25), e.g. G.frontal_cameras(N)")
+        return self.synthesis(ws, c, noise_mode, noise_repeats,
+                              render_options=self.render_options(jitter=False) if deterministic else None)
+
+    def view_cameras(self, yaws=(0.0,), pitch: float = 0.0, device=None) -> torch.Tensor:
+        """Camera labels (V, 25) looking at the origin from the given yaws (degrees) at one pitch,
+        from ``view_camera``'s radius with its focal length."""
+        radius, focal = self.view_camera
+        yaw = torch.tensor([math.radians(float(y)) for y in yaws])
+        cams = camera_labels(look_at(yaw, torch.full_like(yaw, math.radians(pitch)), radius), intrinsics(focal))
+        return cams.to(device)
+
+    def frontal_cameras(self, n: int, device=None) -> torch.Tensor:
+        """The front view's camera (n, 25), with which identities are mapped for grids, edits and metrics."""
+        return self.view_cameras((0.0,), device=device).expand(n, -1)
+
+    def style_mix(self, ws: torch.Tensor, prob: float, c: torch.Tensor | None = None,
                   generator: torch.Generator | None = None) -> torch.Tensor:
         """Style mixing (as Generator.style_mix), drawing the second latents with the same cameras c."""
         if prob <= 0 or self.num_ws < 2 or torch.rand([], generator=generator).item() >= prob:

@@ -97,6 +97,7 @@ class Region:
 
     kind: str = ""
     is_fixed: bool = True
+    is_volume: bool = False  # a 3D box, which constrains a 3D generator's field rather than pixels
 
     def __init__(self) -> None:
         # CPU masks already computed, by resolution; the regularizer asks for the same
