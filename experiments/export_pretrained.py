@@ -1,4 +1,4 @@
-"""Export the toyfaces models that ship inside the package (src/linkgan/assets/).
+"""Export the models that ship inside the package (src/linkgan/assets/).
 
 Takes G_ema of a run's checkpoint (``--networks G_ema``), or G, D and G_ema for a base that
 users fine-tune (``--networks G,D,G_ema``), stores them as float16 (half the size; loading
@@ -11,6 +11,8 @@ Usage (the runs are in docs/results/compat.md):
       --out src/linkgan/assets/toyfaces32-base.safetensors --measure 0
   python experiments/export_pretrained.py --ckpt runs/eyes_mouth32 \
       --out src/linkgan/assets/toyfaces32-eyes-mouth.safetensors --measure 1000
+  python experiments/export_pretrained.py --ckpt runs/fm --networks G,D,G_ema \
+      --out src/linkgan/assets/fmnist32-base.safetensors --measure 0      # docs/results/ada.md
 """
 
 from __future__ import annotations

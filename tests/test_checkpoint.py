@@ -16,6 +16,8 @@ from linkgan.checkpoint import (
     save_checkpoint,
 )
 from linkgan.networks import Generator
+from linkgan.pipeline import LinkGANPipeline
+from linkgan.pretrained import PRETRAINED
 
 
 def _gen(res=16):
@@ -111,3 +113,15 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.safetensors"]
     tensors, meta = read_tensors(path, "x")
     assert torch.equal(tensors["a"], torch.ones(3)) and meta == {"format": "x"}
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_every_shipped_model_loads_by_name_and_draws_finite_images(name):
+    ckpt = load_checkpoint(f"builtin:{name}")
+    assert ckpt.has("G_ema")
+    pipe = LinkGANPipeline.load(f"builtin:{name}", device="cpu")
+    images = pipe.generate([0, 1], output="tensor")
+    assert images.shape == (2, 3, pipe.resolution, pipe.resolution) and torch.isfinite(images).all()
+    assert images.std() > 0.05  # a picture, not a constant
+    if name.endswith("-base"):  # fine-tuning starts from G, G_ema and D
+        assert ckpt.has("G") and ckpt.has("D")

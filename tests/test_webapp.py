@@ -59,7 +59,7 @@ def test_shipped_model_is_small_half_precision_and_loads_as_float32(pipe):
     assert pipe.links.names == ["eyes", "mouth"]
     assert all(p.dtype == torch.float32 for p in pipe.G.parameters())
     assert LinkGANPipeline.load(path, device="cpu").resolution == 32
-    with pytest.raises(ValueError, match="built-in models: toyfaces"):
+    with pytest.raises(ValueError, match="built-in models: fmnist32-base, toyfaces, toyfaces-base"):
         LinkGANPipeline.load("builtin:nope")
 
 

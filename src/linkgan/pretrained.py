@@ -10,11 +10,15 @@
   toyfaces-base    the vanilla 32 px toyfaces generator that ``toyfaces`` was fine-tuned from, with
                    everything fine-tuning needs (G, G_ema and D, float16): ``linkgan train --init
                    builtin:toyfaces-base --links ...`` (what ``linkgan demo`` does).
+  fmnist32-base    a vanilla 32 px generator of Fashion-MNIST's real photos of clothes (``--preset
+                   small32``, 150 kimg; all ten classes, docs/results/ada.md), with G, G_ema and D in
+                   float16 for fine-tuning: ``linkgan train --init builtin:fmnist32-base --data
+                   fmnist32.zip --links ...``.
   toyfaces-legacy  the model shipped before the official numerics (linkgan's first StyleGAN2 dialect,
                    ``numerics: legacy``): the eyes+mouth model behind docs/results/regularizer.md, kept
                    so that those results stay reproducible.
 
-All three are written by experiments/export_pretrained.py (docs/results/compat.md has the runs).
+All are written by experiments/export_pretrained.py (docs/results/compat.md and ada.md have the runs).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from .errors import InputError
 
 BUILTIN_PREFIX = "builtin:"
 PRETRAINED = {"toyfaces": "toyfaces32-eyes-mouth.safetensors", "toyfaces-base": "toyfaces32-base.safetensors",
-              "toyfaces-legacy": "toyfaces32-eyes-mouth-legacy.safetensors"}
+              "fmnist32-base": "fmnist32-base.safetensors", "toyfaces-legacy": "toyfaces32-eyes-mouth-legacy.safetensors"}
 DEFAULT_MODEL = "toyfaces"
 
 
