@@ -146,8 +146,14 @@ def run_all(args, res: Results, only: list[str]) -> None:
     given = {k: v for k, v in (("toyfaces", args.toyfaces_base), ("scenes", args.scenes_base),
                                ("fashion", args.fashion_base)) if v}
     setup = res.get("setup") or {}
-    res.put({"kimg": kimg, "ablation_kimg": args.ablation_kimg, "fashion_kimg": args.fashion_kimg, "n": args.n,
-             "fid": args.fid,
+
+    def kept(key: str, value, *datasets: str):
+        """A schedule value is this run's only where it trained one of its datasets; else the recorded one."""
+        return value if any(d in given for d in datasets) or key not in setup else setup[key]
+
+    res.put({"kimg": kept("kimg", kimg, "toyfaces", "scenes"),
+             "ablation_kimg": kept("ablation_kimg", args.ablation_kimg, "toyfaces"),
+             "fashion_kimg": kept("fashion_kimg", args.fashion_kimg, "fashion"), "n": args.n, "fid": args.fid,
              "bases": {**setup.get("bases", {}), **{k: str(v) for k, v in given.items()}},
              "base_kimg": {**setup.get("base_kimg", {}),
                            **{k: round(load_checkpoint(v).state["images_seen"] / 1000, 1) for k, v in given.items()}}},
