@@ -32,7 +32,7 @@ Usage:
   linkgan dataset toyfaces --n 20000 --res 32 --out data/toyfaces32.zip
   python experiments/quality.py --data data/toyfaces32.zip --only sweep
   python experiments/quality.py --data data/toyfaces32.zip --only ablation
-  python experiments/quality.py --fashion-base runs/fm --fashion-data data/fmnist32.zip --only fashion
+  python experiments/quality.py --fashion-base builtin:fmnist32-base --fashion-data data/fmnist32.zip --only fashion
   python experiments/quality.py --arms sweep-1link-in1-out3 --data data/toyfaces32.zip   # one arm (+ its vanilla)
   python experiments/quality.py --report-only   # rewrite docs/results/quality.md (and the plot) from the JSON
 """
@@ -74,13 +74,11 @@ FID_TARGET = 0.10  # the issue's target: LinkGAN's FID at most 10% above the van
 # the ones whose arms are missing).
 DATA_COMMANDS = ("linkgan dataset toyfaces --n 20000 --res 32 --out data/toyfaces32.zip",
                  "linkgan dataset fashion-mnist --out data/fmnist32.zip --res 32   "
-                 "# needs Debian's dataset-fashion-mnist",
-                 "linkgan train --preset small32 --data data/fmnist32.zip --out runs/fm --snapshot-kimg 10   "
-                 "# the Fashion-MNIST base, ~1 h (ada.md)")
+                 "# needs Debian's dataset-fashion-mnist")
 COMMANDS = {"sweep": "python experiments/quality.py --data data/toyfaces32.zip --only sweep",
             "ablation": "python experiments/quality.py --data data/toyfaces32.zip --only ablation",
-            "fashion": "python experiments/quality.py --fashion-base runs/fm --fashion-data data/fmnist32.zip "
-                       "--only fashion"}
+            "fashion": "python experiments/quality.py --fashion-base builtin:fmnist32-base "
+                       "--fashion-data data/fmnist32.zip --only fashion   # the shipped --preset small32 base (ada.md)"}
 REPORT_COMMAND = "python experiments/quality.py --report-only"
 NOT_RUN = "not run yet"
 
