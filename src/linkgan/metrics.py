@@ -53,7 +53,7 @@ class _MetricViews:
     3D-box link's region in a view is the pixels whose ray crosses the box."""
 
     def __init__(self, G, partition: LatentPartition, device, yaws, pitch: float):
-        self.G, self.partition, self.device = G, partition, device
+        self.G, self.partition = G, partition
         self.cameras = G.view_cameras(yaws, pitch, device)
         self.count = 1 if self.cameras is None else len(self.cameras)
         self.channels = ("rgb",) if self.cameras is None else ("rgb", "depth")
@@ -96,7 +96,7 @@ def masked_mse_metric(G, partition: LatentPartition, n: int = 1000, batch: int |
     draws), maps both, and renders x, every link's edit (its axes from z') and every complement
     edit (every other axis from z') in one call, with constant noise. A 3D generator is measured
     from every yaw in ``yaws`` (degrees, default -30, 0, 30) at ``pitch``, of RGB and of depth
-    (see _RenderedViews): its result adds ``depth`` (the same four numbers) and ``views``; the
+    (see _MetricViews): its result adds ``depth`` (the same four numbers) and ``views``; the
     RGB numbers are averaged over the views. batch: 50 (2D) or 25 (3D) samples.
 
     dist_env (a linkgan.distributed.DistEnv): in a multi-process job every rank renders every
