@@ -309,21 +309,25 @@ class Generator(UnconditionalGenerator):
 
     def style_mix(self, ws: torch.Tensor, prob: float, c: torch.Tensor | None = None,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-        """Style mixing regularization for a batch ws (N, num_ws, w_dim).
+        """Style mixing regularization for a batch ws (N, num_ws, w_dim): see ``mix_styles``."""
+        return mix_styles(self, ws, prob, c, generator)
 
-        With probability ``prob`` (one draw per batch, as in StyleGAN2) a second set of
-        latents, mapped with the same cameras c, replaces ws from a random crossover layer on.
-        Returns a new tensor.
-        """
-        if prob <= 0 or self.num_ws < 2:
-            return ws
-        if torch.rand([], generator=generator).item() >= prob:
-            return ws
-        cutoff = int(torch.randint(1, self.num_ws, [], generator=generator).item())
-        z2 = torch.randn(ws.shape[0], self.z_dim, generator=generator).to(ws.device)
-        ws = ws.clone()
-        ws[:, cutoff:] = self.mapping(z2, c)[:, cutoff:]
+
+def mix_styles(G: nn.Module, ws: torch.Tensor, prob: float, c: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """StyleGAN2's style mixing for either generator kind (its ``mapping``, ``num_ws``, ``z_dim``).
+
+    With probability ``prob`` (one draw per batch) a second set of latents, mapped with the same
+    cameras c (None in 2D), replaces ws (N, num_ws, w_dim) from a random crossover layer on.
+    Returns a new tensor, or ws itself when nothing is mixed.
+    """
+    if prob <= 0 or G.num_ws < 2 or torch.rand([], generator=generator).item() >= prob:
         return ws
+    cutoff = int(torch.randint(1, G.num_ws, [], generator=generator).item())
+    z2 = torch.randn(ws.shape[0], G.z_dim, generator=generator).to(ws.device)
+    ws = ws.clone()
+    ws[:, cutoff:] = G.mapping(z2, c)[:, cutoff:]
+    return ws
 
 
 MAX_SEED = 2 ** 32 - 1  # numpy's RandomState, which z_from_seeds uses, takes seeds up to this

@@ -46,6 +46,7 @@ from .generator import (
     StyledConv,
     SynthesisNetwork,
     ToRGB,
+    mix_styles,
     normalize_2nd_moment,
 )
 from .layers import EqualLinear, upsample_2x
@@ -290,11 +291,5 @@ class TriplaneGenerator(nn.Module):
 
     def style_mix(self, ws: torch.Tensor, prob: float, c: torch.Tensor | None = None,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-        """Style mixing (as Generator.style_mix), drawing the second latents with the same cameras c."""
-        if prob <= 0 or self.num_ws < 2 or torch.rand([], generator=generator).item() >= prob:
-            return ws
-        cutoff = int(torch.randint(1, self.num_ws, [], generator=generator).item())
-        z2 = torch.randn(ws.shape[0], self.z_dim, generator=generator).to(ws.device)
-        ws = ws.clone()
-        ws[:, cutoff:] = self.mapping(z2, c)[:, cutoff:]
-        return ws
+        """Style mixing (linkgan.networks.generator.mix_styles), the second latents mapped with the cameras c."""
+        return mix_styles(self, ws, prob, c, generator)
