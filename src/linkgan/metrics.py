@@ -39,7 +39,7 @@ import torch
 
 from .errors import InputError
 from .networks import Generator
-from .partition import LatentPartition
+from .partition import EditBatch, LatentPartition
 from .regularizer import masked_mse
 from .views import DEFAULT_YAWS, region_masks_for_view
 
@@ -127,14 +127,13 @@ def masked_mse_metric(G, partition: LatentPartition, n: int = 1000, batch: int |
                 bar.update(b)
                 continue
             ws, ws2 = views.mapping(z), views.mapping(z2)
-            edited = [ws]
+            edits = EditBatch(ws)
             for name in partition.names:
-                edited.append(partition.replace_axes(ws, ws2, name))   # the link's axes resampled
-                edited.append(partition.replace_axes(ws2, ws, name))   # every other axis resampled
-            all_ws = torch.cat(edited)
+                edits.add(partition.replace_axes(ws, ws2, name))   # the link's axes resampled
+                edits.add(partition.replace_axes(ws2, ws, name))   # every other axis resampled
+            all_ws = edits.stacked()
             for v in range(views.count):
-                for ch, imgs in views.render(all_ws, v).items():
-                    chunks = imgs.split(b)
+                for ch, chunks in edits.split(views.render(all_ws, v)).items():
                     x = chunks[0]
                     for k, name in enumerate(partition.names):
                         moved, rest = chunks[1 + 2 * k], chunks[2 + 2 * k]

@@ -33,6 +33,7 @@ from .errors import InputError
 from .regions import Region, RegionError, SemanticRegion, masks_overlap, parse_region_shorthand, region_from_spec
 
 __all__ = [
+    "EditBatch",
     "LatentPartition",
     "Link",
     "LinkError",
@@ -443,6 +444,61 @@ def interpolate_channels(ws: torch.Tensor, target: torch.Tensor, mask: torch.Ten
         t = float(t)
     # torch.lerp returns exactly ``target`` at t = 1 and ``ws`` at t = 0.
     return torch.where(mask.to(ws.device), torch.lerp(ws, target.expand_as(ws), t), ws)
+
+
+# -- the edit batch ------------------------------------------------------------------------------
+
+class EditBatch:
+    """Latents ws and edited copies of them, stacked to be rendered in ONE call and split back.
+
+    Every LinkGAN loss and measurement compares an image with its edits, and only the latent
+    edit may change pixels: so x = G(ws) and every G(ws + delta) are rendered together, the k
+    chunks of the same N samples with the same noise maps (``noise_repeats=k``), the same
+    cameras and deterministic ray samples. ``add`` appends an edited copy (or, with
+    ``add_delta``, ws plus an (N, w_dim) move on every layer) and returns its chunk index;
+    ``render`` renders them all; ``split`` cuts any stacked result (a tensor, or a dict of
+    tensors, as the metric views return) back into k chunks of N, in the order added (0 is ws).
+
+    ws: (N, num_ws, w_dim).
+    """
+
+    def __init__(self, ws: torch.Tensor):
+        self.ws = ws
+        self.parts = [ws]
+
+    def add(self, edited: torch.Tensor) -> int:
+        """Appends an edited copy shaped like ws; returns its chunk index."""
+        if edited.shape != self.ws.shape:
+            raise LinkError(f"an edited copy of shape {tuple(edited.shape)} must have ws's shape {tuple(self.ws.shape)}")
+        self.parts.append(edited)
+        return len(self.parts) - 1
+
+    def add_delta(self, delta: torch.Tensor) -> int:
+        """Appends ws + delta on every layer (delta: (N, w_dim)); returns its chunk index."""
+        return self.add(self.ws + delta[:, None, :])
+
+    @property
+    def k(self) -> int:
+        """How many chunks of N the stacked batch has (ws itself included)."""
+        return len(self.parts)
+
+    def stacked(self) -> torch.Tensor:
+        """(k * N, num_ws, w_dim): ws, then every edited copy in the order added."""
+        return torch.cat(self.parts)
+
+    def render(self, G, c: torch.Tensor | None = None, noise_mode: str = "random") -> list[torch.Tensor]:
+        """The k chunks of G.render's images: shared noise and, for a 3D generator, the same cameras
+        c (N, 25) and deterministic ray samples for every chunk (c: None in 2D)."""
+        cams = None if c is None else c.repeat(self.k, 1)
+        out = G.render(self.stacked(), cams, noise_mode=noise_mode, noise_repeats=self.k, deterministic=True)
+        return self.split(out["image"])
+
+    def split(self, stacked):
+        """A stacked result (k * N, ...) cut into k chunks of N; a dict is split value by value."""
+        n = self.ws.shape[0]
+        if isinstance(stacked, dict):
+            return {key: list(value.split(n)) for key, value in stacked.items()}
+        return list(stacked.split(n))
 
 
 # -- files and shorthand ----------------------------------------------------------------------

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .networks import Generator
-from .partition import LatentPartition
+from .partition import EditBatch, LatentPartition
 
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -148,7 +148,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     resolution. A link missing from ``masks`` must be semantic: its masks are computed per
     sample by its segmenter on the rendered images, without gradient (see
     SemanticRegion.mask_mode). Returns a dict with per-link ``in/<name>``, ``out/<name>``
-    (scalars), ``images`` (all rendered images, for feeding D) and ``x``.
+    (scalars) and ``images``, the rendered chunks of N (EditBatch.render; x first).
 
     samples='all' (the default) renders x1 and x2 of every link for every sample: (1 + 2K) * N
     images, so the cost grows with the number of links K, but x is shared, which makes it the
@@ -186,40 +186,31 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
         raise InputError(f"link loss form must be one of {LOSS_FORMS}, not {form!r}")
     if samples not in SAMPLE_MODES:
         raise InputError(f"link sample mode must be one of {SAMPLE_MODES}, not {samples!r}")
-    def render(all_ws, k):
-        cams = None if c is None else c.repeat(k, 1)
-        return G.render(all_ws, cams, noise_mode="random", noise_repeats=k, deterministic=True)["image"]
-
-    n, w_dim = ws.shape[0], ws.shape[2]
+    n = ws.shape[0]
     names = list(partition.names)
-    out: dict[str, torch.Tensor] = {}
+    out: dict = {}
+    batch = EditBatch(ws)
     if samples == "all":
-        batches = [ws]
         for name in names:
             d_in, d_out = perturbation_deltas(partition, name, ws, alpha, generator, perturb)
-            batches.append(ws + d_in[:, None, :])   # x1: the link's axes moved
-            batches.append(ws + d_out[:, None, :])  # x2: the complement moved
-        images = render(torch.cat(batches), len(batches))
-        chunks = images.split(n)
+            batch.add_delta(d_in)   # x1: the link's axes moved
+            batch.add_delta(d_out)  # x2: the complement moved
+        chunks = batch.render(G, c)
         x = chunks[0]
         for k, name in enumerate(names):
             x1, x2 = chunks[1 + 2 * k], chunks[2 + 2 * k]
             inside, outside = _edit_terms(x, x1, x2, *_region_masks(partition, masks, name, x, x1, x2), form)
             out[f"in/{name}"], out[f"out/{name}"] = inside.mean(), outside.mean()
     elif samples == "factorized":
-        taken = torch.zeros(w_dim, dtype=torch.bool, device=ws.device)
-        batches = [ws]
-        for name in names:
-            axes = partition.axes_mask(name, device=ws.device)
-            taken |= axes
-            batches.append(ws + axis_deltas(ws, axes, alpha, perturb, generator)[:, None, :])  # x1: the link's axes
-        has_free = not bool(taken.all())
-        if has_free:
-            batches.append(ws + axis_deltas(ws, ~taken, alpha, perturb, generator)[:, None, :])  # x_f: the free axes
-        images = render(torch.cat(batches), len(batches))
-        chunks = images.split(n)
+        axes = partition.axes_tensor(ws.device)
+        for k in range(len(names)):
+            batch.add_delta(axis_deltas(ws, axes[k], alpha, perturb, generator))  # x1: the link's axes
+        free = ~axes.any(0)
+        if bool(free.any()):
+            batch.add_delta(axis_deltas(ws, free, alpha, perturb, generator))  # x_f: the free axes
+        chunks = batch.render(G, c)
         x = chunks[0]
-        xf = chunks[-1] if has_free else x  # no free axes: L_in rests on the other links' L_out
+        xf = chunks[-1] if bool(free.any()) else x  # no free axes: L_in rests on the other links' L_out
         for k, name in enumerate(names):
             x1 = chunks[1 + k]
             inside, outside = _edit_terms(x, x1, xf, *_region_masks(partition, masks, name, x, x1, xf), form)
@@ -227,12 +218,11 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     else:
         first = int(torch.randint(len(names), (), generator=generator))
         owner = (torch.arange(n) + first) % len(names)  # sample s trains link owner[s]
-        axes = partition.axes_tensor(ws.device)[[partition.names.index(name) for name in names]].to(ws.dtype)
-        own = axes[owner.to(ws.device)]  # (N, w_dim): each sample's link axes
-        ws1 = ws + axis_deltas(ws, own, alpha, perturb, generator)[:, None, :]
-        ws2 = ws + axis_deltas(ws, 1.0 - own, alpha, perturb, generator)[:, None, :]
-        images = render(torch.cat([ws, ws1, ws2]), 3)
-        x, x1, x2 = images.split(n)
+        own = partition.axes_tensor(ws.device).to(ws.dtype)[owner.to(ws.device)]  # (N, w_dim): each sample's link axes
+        batch.add_delta(axis_deltas(ws, own, alpha, perturb, generator))
+        batch.add_delta(axis_deltas(ws, 1.0 - own, alpha, perturb, generator))
+        chunks = batch.render(G, c)
+        x, x1, x2 = chunks
         for k, name in enumerate(names):
             idx = (owner == k).nonzero().flatten().to(ws.device)
             if idx.numel() == 0:
@@ -240,7 +230,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
             xi, x1i, x2i = x[idx], x1[idx], x2[idx]
             inside, outside = _edit_terms(xi, x1i, x2i, *_region_masks(partition, masks, name, xi, x1i, x2i), form)
             out[f"in/{name}"], out[f"out/{name}"] = inside.mean(), outside.mean()
-    out["images"], out["x"] = images, x
+    out["images"] = chunks
     return out
 
 

@@ -30,7 +30,7 @@ import torch
 
 from .losses import StyleGAN2Loss
 from .networks import TriplaneGenerator
-from .partition import LatentPartition
+from .partition import EditBatch, LatentPartition
 from .regularizer import grow_mask, masked_mse, perturbation_deltas, share_of_change
 
 VOLUME_POINTS = 256  # 3D points per sample (and per box) of the 3D-box regularizer
@@ -78,13 +78,12 @@ def volume_link_loss(field, ws: torch.Tensor, partition: LatentPartition, names,
     boxes = [partition[name].region for name in names]
     cube = (torch.rand(n, points, 3, generator=generator) * 2 - 1) * half_extent
     pts = torch.cat([cube] + [box.sample_inside(n, points, generator) for box in boxes], dim=1).to(ws.device)
-    batches = [ws]
+    batch = EditBatch(ws)
     for name in names:
         d_in, d_out = perturbation_deltas(partition, name, ws, alpha, generator, perturb)
-        batches += [ws + d_in[:, None, :], ws + d_out[:, None, :]]
-    k = len(batches)
-    values = field(torch.cat(batches), pts.repeat(k, 1, 1), k)
-    chunks = values.split(n)
+        batch.add_delta(d_in)
+        batch.add_delta(d_out)
+    chunks = batch.split(field(batch.stacked(), pts.repeat(batch.k, 1, 1), batch.k))
     v = chunks[0]
     out = {}
     for j, (name, box) in enumerate(zip(names, boxes)):
@@ -110,15 +109,11 @@ def footprint_terms(G: TriplaneGenerator, ws: torch.Tensor, c: torch.Tensor, par
     x1 - x outside the box's footprint, dilated by ``dilate`` pixels for the reach of the
     super-resolution convolutions ('relative': divided by the whole change, as link_loss).
     """
-    n = ws.shape[0]
-    batches = [ws]
+    batch = EditBatch(ws)
     for name in names:
         d_in, _ = perturbation_deltas(partition, name, ws, alpha, generator, perturb)
-        batches.append(ws + d_in[:, None, :])
-    k = len(batches)
-    images = G.render(torch.cat(batches), c.repeat(k, 1), noise_mode="random", noise_repeats=k,
-                      deterministic=True)["image"]
-    chunks = images.split(n)
+        batch.add_delta(d_in)
+    chunks = batch.render(G, c)
     x, out = chunks[0], {}
     for j, name in enumerate(names):
         m = partition[name].region.ray_masks(c, x.shape[-1]).to(x.dtype)[:, None]
