@@ -83,8 +83,8 @@ def warm_trainer(args, modconv="auto", links=(), link_samples="all", numerics="o
     (allocator, first-call overheads)."""
     cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax,
                                       modconv=modconv, numerics=numerics),
-                    train=TrainConfig(data="<memory>", batch=args.batch, workers=0, device=args.device,
-                                      link_samples=link_samples, r1_gamma=r1_gamma, **train),
+                    train=TrainConfig.from_options(data="<memory>", batch=args.batch, workers=0, device=args.device,
+                                                   link_samples=link_samples, r1_gamma=r1_gamma, **train),
                     links=list(links))
     trainer = Trainer(cfg, progress=False, dataset=RandomImages(args.res))
     for _ in range(2):

@@ -10,7 +10,6 @@ a Markdown template fills the template's fields from the script's JSON (``write_
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 import json
 import string
@@ -21,7 +20,7 @@ import torch
 import yaml
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
-from linkgan.config import RunConfig, TrainConfig
+from linkgan.config import RunConfig, TrainConfig, get_option, options_of, set_option
 from linkgan.demo import DEMO_LINKS
 from linkgan.metrics import masked_mse_metric
 from linkgan.partition import LatentPartition
@@ -43,8 +42,9 @@ def finetune(base: str, data: str, out: Path, links: list[dict], kimg: float, ov
     model = RunConfig.from_dict(load_checkpoint(base).config).model
     t = TrainConfig(data=data, out=str(out), init=base, kimg=kimg, snapshot_kimg=5.0, tick_kimg=1.0, keep_ckpts=4,
                     workers=1)
-    for k, v in overrides.items():
-        setattr(t, k, v if v is None or getattr(t, k) is None else type(getattr(t, k))(v))
+    for k, v in overrides.items():  # flat option names (link_lambda_in), as the arm files give them
+        old = get_option(t, k)
+        set_option(t, k, v if v is None or old is None else type(old)(v))
     return run(RunConfig(model=model, train=t, links=links), out)
 
 
@@ -115,7 +115,7 @@ def overhead(base: str, data: str, arms=OVERHEAD_ARMS, rounds: int = 6, steps_pe
     real = torch.stack([ds[i] for i in range(base_cfg.train.batch)])
     trainers, seconds = {}, {}
     for name, links, samples in arms:
-        t = TrainConfig(data=data, batch=base_cfg.train.batch, workers=0, link_samples=samples)
+        t = TrainConfig.from_options(data=data, batch=base_cfg.train.batch, workers=0, link_samples=samples)
         trainers[name] = Trainer(RunConfig(model=base_cfg.model, train=t, links=links), progress=False, dataset=ds)
         seconds[name] = 0.0
     stats = LossStats()
@@ -192,7 +192,7 @@ def arm_problem(name, arm, extra_keys: tuple[str, ...] = ()) -> str | None:
     overrides = arm.get("overrides", {})
     if not isinstance(overrides, dict):
         return f"overrides: must be a mapping of train option -> value, got {type(overrides).__name__}"
-    train_options = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_options = [o.name for o in options_of(TrainConfig)]  # flat names: link_lambda_in
     for key in overrides:
         if key not in train_options:
             close = difflib.get_close_matches(str(key), train_options, n=1)

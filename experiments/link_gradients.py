@@ -46,12 +46,13 @@ def main() -> None:
     args = p.parse_args()
     d = load_config_file(args.config)
     with tempfile.TemporaryDirectory() as tmp:
-        d["train"].update(out=tmp, link_ramp_kimg=0.0, workers=0, **({"init": args.init} if args.init else {}))
+        d["train"].update(out=tmp, workers=0, **({"init": args.init} if args.init else {}))
         cfg = RunConfig.from_dict(d)
+        cfg.train.link.ramp_kimg = 0.0
         torch.manual_seed(0)
         trainer = Trainer(cfg, progress=False)
         batches = iter(trainer._loader())
-        k = cfg.train.link_interval
+        k = cfg.train.link.interval
         adv, link = [], []
         for _ in range(args.batches):
             batch = next(batches)
@@ -62,7 +63,7 @@ def main() -> None:
     ratio = (torch.stack(link).abs().mean(0) / adv_rms.clamp(min=1e-12)).median()
     print(json.dumps({
         "config": args.config, "interval": k,
-        "lambda_in": cfg.train.link_lambda_in, "lambda_out": cfg.train.link_lambda_out,
+        "lambda_in": cfg.train.link.lambda_in, "lambda_out": cfg.train.link.lambda_out,
         "grad_norm_adversarial": round(float(torch.stack(adv).norm(dim=1).mean()), 2),
         "grad_norm_link_times_interval": round(float(torch.stack(link).norm(dim=1).mean()), 2),
         "median_per_weight_ratio": round(float(ratio), 2),

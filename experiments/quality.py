@@ -51,7 +51,7 @@ import yaml
 from lab import Results, finetune, finished, inception_metrics, load_arms, measure, write_page
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
-from linkgan.config import TrainConfig
+from linkgan.config import TrainConfig, flat_options, options_of
 from linkgan.fid import MetricsExtraError, find_inception_file
 from linkgan.metrics import metric_of
 
@@ -59,7 +59,7 @@ from linkgan.metrics import metric_of
 GROUPS = ("sweep", "ablation", "fashion")
 DATASETS = ("toyfaces", "fashion")
 ARM_EXTRAS = ("groups", "vanilla", "dataset", "times_kimg")
-TRAIN_OPTIONS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+TRAIN_OPTIONS = {o.name for o in options_of(TrainConfig)}  # flat names, link_lambda_in among them
 # The base's own training options that a fine-tune keeps: its G/D optimization and its data pipeline.
 RECIPE = ("batch", "lr_g", "lr_d", "beta1", "beta2", "r1_gamma", "r1_interval", "pl_weight", "pl_interval",
           "pl_batch_shrink", "pl_decay", "style_mixing", "xflip", "aug", "augpipe", "aug_target", "ada_kimg",
@@ -157,7 +157,7 @@ class Plan:
 @functools.lru_cache(maxsize=None)
 def base_recipe(base: str) -> dict:
     """The RECIPE options of the base's own training run."""
-    train = load_checkpoint(base).config.get("train", {})
+    train = flat_options(load_checkpoint(base).config.get("train", {}), TrainConfig)
     return {k: train[k] for k in RECIPE if k in train}
 
 
@@ -177,7 +177,7 @@ def mismatch(out: Path, p: Plan) -> str | None:
     if not ckpts:
         return None
     config = load_checkpoint(ckpts[-1]).config
-    train = config.get("train", {})
+    train = flat_options(config.get("train", {}), TrainConfig)  # flat names, as the arms give them
     differ = [f"{k} {train.get(k)!r} (not {v!r})" for k, v in {"kimg": p.kimg, **p.overrides}.items()
               if k not in ("workers", "device") and train.get(k) != v]
     # the checkpoint stores each link's axes as the range it resolved to, so the regions are compared

@@ -23,6 +23,7 @@ Usage (about 80 minutes on 2 CPU cores with the defaults; --quick is a one-minut
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 from lab import Cells, finished, load_arms, run, write_page
 
 from linkgan.checkpoint import list_checkpoints
-from linkgan.config import ModelConfig, RunConfig, TrainConfig
+from linkgan.config import ModelConfig, RunConfig, TrainConfig, flat_options
 from linkgan.data.toyheads import make_toyheads
 from linkgan.images import make_grid, save_png
 from linkgan.metrics import masked_mse_metric
@@ -49,12 +50,14 @@ UNSEEN_YAWS = (-55.0, 55.0)
 
 def model_config(quick: bool) -> ModelConfig:
     if quick:
-        return ModelConfig(kind="3d", resolution=16, z_dim=32, w_dim=64, mapping_layers=2, channel_base=256,
-                           channel_max=32, plane_resolution=16, plane_channels=8, decoder_hidden=16,
-                           feature_channels=8, sr_channels=16, coarse_samples=8, fine_samples=8)
-    return ModelConfig(kind="3d", resolution=32, z_dim=128, w_dim=128, mapping_layers=4, channel_base=1024,
-                       channel_max=64, plane_resolution=32, plane_channels=16, decoder_hidden=32,
-                       feature_channels=16, sr_channels=32, coarse_samples=16, fine_samples=16)
+        return ModelConfig.from_options(kind="3d", resolution=16, z_dim=32, w_dim=64, mapping_layers=2,
+                                        channel_base=256, channel_max=32, plane_resolution=16, plane_channels=8,
+                                        decoder_hidden=16, feature_channels=8, sr_channels=16, coarse_samples=8,
+                                        fine_samples=8)
+    return ModelConfig.from_options(kind="3d", resolution=32, z_dim=128, w_dim=128, mapping_layers=4,
+                                    channel_base=1024, channel_max=64, plane_resolution=32, plane_channels=16,
+                                    decoder_hidden=32, feature_channels=16, sr_channels=32, coarse_samples=16,
+                                    fine_samples=16)
 
 
 def multiview_figure(run_dir: Path, path: Path, seeds=range(6), yaws=(-55, -30, 0, 30, 55)) -> Path:
@@ -160,7 +163,8 @@ def main(argv: list[str] | None = None):
                   keep_ckpts=2)
     results_path = out / "3d.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    results["config"] = {"model": model.__dict__, "base_kimg": args.base_kimg, "kimg": args.kimg, "n": args.n,
+    results["config"] = {"model": flat_options(dataclasses.asdict(model), ModelConfig), "base_kimg": args.base_kimg,
+                         "kimg": args.kimg, "n": args.n,
                          "n_data": args.n_data, "arms": {name: arm["overrides"] for name, arm in ARMS.items()}}
     timings = results.setdefault("timings", {})
     t0 = time.time()
@@ -173,8 +177,8 @@ def main(argv: list[str] | None = None):
         if finished(out / arm, args.kimg):
             continue
         t0 = time.time()
-        cfg = RunConfig(model=model, train=TrainConfig(out=str(out / arm), kimg=args.kimg, init=base_ckpt,
-                                                        **spec["overrides"], **common),
+        cfg = RunConfig(model=model, train=TrainConfig.from_options(out=str(out / arm), kimg=args.kimg, init=base_ckpt,
+                                                                     **spec["overrides"], **common),
                         links=[dict(link) for link in spec["links"]])
         run(cfg, out / arm)
         timings[f"{arm}_s"] = time.time() - t0

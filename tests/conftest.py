@@ -15,7 +15,7 @@ def tiny_run(data, out, res: int = 16, **train) -> RunConfig:
     defaults = dict(data=str(data), out=str(out), batch=8, kimg=0.048, workers=0, tick_kimg=0.008,
                     snapshot_kimg=1.0, grid_size=4, seed=0, r1_interval=2, pl_weight=2.0, pl_interval=3)
     defaults.update(train)
-    return RunConfig(model=tiny_model(res), train=TrainConfig(**defaults))
+    return RunConfig(model=tiny_model(res), train=TrainConfig.from_options(**defaults))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 import pytest
 
 from linkgan.cli import build_parser, main
-from linkgan.config import ModelConfig, TrainConfig
+from linkgan.config import ModelConfig, TrainConfig, options_of
 from linkgan.data import ImageDataset
 
 SUBCOMMANDS = [["demo"], ["dataset"], ["dataset", "toyfaces"], ["dataset", "scenes"], ["dataset", "fashion-mnist"],
@@ -22,12 +22,11 @@ def test_train_help_documents_every_config_field(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    import dataclasses
     for cls in (ModelConfig, TrainConfig):
-        for f in dataclasses.fields(cls):
-            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-            assert flag in text, flag
-            assert f.metadata["help"].split()[0] in text
+        for o in options_of(cls):  # nested groups' options too: --link-alpha, --plane-res
+            assert o.flag in text, o.flag
+            assert o.field.metadata["help"].split()[0] in text
+    assert "--config under 'train: link:'" in text and "--config under 'model: triplane:'" in text
 
 
 def test_dataset_commands_write_archives(tmp_path, capsys):

@@ -193,7 +193,7 @@ def test_quality_fine_tunes_and_measures_a_sweep_arm_and_its_vanilla_then_skips_
     assert isinstance(measured["fid"], float) and set(measured["pr"]) == {"precision", "recall"}
     assert isinstance(data["arms"]["vanilla"]["fid"], float) and "mse" not in data["arms"]["vanilla"]
     trained = load_checkpoint(runs / arm).config["train"]
-    assert (trained["link_lambda_in"], trained["link_lambda_out"]) == (0.1, 0.3)
+    assert (trained["link"]["lambda_in"], trained["link"]["lambda_out"]) == (0.1, 0.3)
     assert trained["r1_interval"] == 2 and trained["pl_weight"] == 2.0, "the base's own recipe is kept"
     page = (docs / "results" / "quality.md").read_text()
     assert f"| `{arm}` | λ_in 0.1, λ_out 0.3 | 0.016 | eyes " in page and "not run yet" in page

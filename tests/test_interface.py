@@ -12,9 +12,9 @@ from linkgan.views import generate_grid
 
 
 def tiny_3d() -> ModelConfig:
-    return ModelConfig(kind="3d", resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256,
-                       channel_max=16, plane_resolution=16, plane_channels=8, decoder_hidden=16, feature_channels=8,
-                       sr_channels=16, coarse_samples=6, fine_samples=6)
+    return ModelConfig.from_options(kind="3d", resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256,
+                                    channel_max=16, plane_resolution=16, plane_channels=8, decoder_hidden=16,
+                                    feature_channels=8, sr_channels=16, coarse_samples=6, fine_samples=6)
 
 
 @pytest.mark.parametrize("model", [tiny_model(16), tiny_3d()], ids=["2d", "3d"])

@@ -324,7 +324,7 @@ def test_ramp_scales_the_link_phase_from_zero_to_full_weight(image_folder, tmp_p
     trainer.train_step(torch.zeros(8, 3, RES, RES, dtype=torch.uint8), LossStats())
     assert gains["Glink"] == pytest.approx(glink.interval * 0.25) and gains["Gmain"] == 1
     # With its own Adam the loss's scale does not matter, so the ramp scales the step instead.
-    cfg.train.link_optimizer, cfg.train.link_lr = "separate", 0.004
+    cfg.train.link.optimizer, cfg.train.link.lr = "separate", 0.004
     trainer = Trainer(cfg, progress=False)
     trainer.loss.accumulate = lambda *a, **k: None
     glink = next(p for p in trainer.phases if p.name == "Glink")

@@ -35,14 +35,14 @@ def tiny_model_3d(**overrides) -> ModelConfig:
                   plane_resolution=16, plane_channels=8, decoder_hidden=16, feature_channels=8, sr_channels=16,
                   coarse_samples=6, fine_samples=6)
     fields.update(overrides)
-    return ModelConfig(**fields)
+    return ModelConfig.from_options(**fields)
 
 
 def tiny_run_3d(data, out, links=(), **train) -> RunConfig:
     defaults = dict(data=str(data), out=str(out), batch=4, kimg=0.016, workers=0, tick_kimg=0.008, snapshot_kimg=1.0,
                     grid_size=2, seed=0, r1_interval=2, link_interval=2, xflip=True)
     defaults.update(train)
-    return RunConfig(model=tiny_model_3d(), train=TrainConfig(**defaults), links=[dict(link) for link in links])
+    return RunConfig(model=tiny_model_3d(), train=TrainConfig.from_options(**defaults), links=[dict(link) for link in links])
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +106,9 @@ def test_a_box3d_link_on_a_2d_model_is_refused(image_folder, tmp_path):
 
 def test_2d_configs_without_3d_fields_still_load():
     d = RunConfig().to_dict()
-    for key in ("kind", "plane_resolution", "superresolution", "camera_radius"):
-        del d["model"][key]
-    del d["train"]["gpc_swap"]
+    del d["model"]["kind"], d["model"]["triplane"], d["train"]["gpc_swap"]
     cfg = RunConfig.from_dict(d)
-    assert cfg.model.kind == "2d"
+    assert cfg.model.kind == "2d" and cfg.model.triplane == RunConfig().model.triplane
 
 
 def test_fakes_are_conditioned_on_swapped_poses_with_probability_gpc_swap():

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import ConfigError, migrate_config
 from .errors import InputError
 from .tensorfile import TensorFileError, read_tensors, write_tensors
 
@@ -164,6 +165,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         # Written before ModelConfig.numerics existed: those networks computed linkgan's first
         # dialect, and must keep computing exactly that.
         config["model"].setdefault("numerics", LEGACY_NUMERICS)
+    if isinstance(config, dict):
+        try:  # version-1 configs kept the link and 3D options flat; every reader sees version 2
+            config = migrate_config(config)
+        except ConfigError as e:
+            raise CheckpointError(f"{path} has a damaged config ({e})") from None
     return Checkpoint(path, tensors, config, state)
 
 

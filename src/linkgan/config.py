@@ -24,6 +24,11 @@ class ConfigError(InputError):
     """A config file or option is invalid; the message names the key and the fix."""
 
 
+# Version 1 kept every option flat in model: and train:. Version 2 groups the LinkGAN regularizer's
+# options under train: link: and the 3D generator's under model: triplane:, under the same flat names.
+CONFIG_VERSION = 2
+
+
 def opt(default, help: str, flag: str | None = None, choices=None):
     """A dataclass field carrying its CLI flag and help text."""
     meta = {"help": help}
@@ -36,8 +41,109 @@ def opt(default, help: str, flag: str | None = None, choices=None):
     return field(default=default, metadata=meta)
 
 
+def section(cls, help: str, prefix: str = ""):
+    """A dataclass field holding a nested group of options (``cls``), e.g. TrainConfig.link.
+
+    Its options keep flat names, the group's ``prefix`` and their own name (``link_`` + ``alpha``
+    is ``link_alpha``): the flags (``--link-alpha``), the arm files of experiments/ and
+    version-1 config files use them, and ``from_options``/``get_option``/``set_option`` take them."""
+    return field(default_factory=cls, metadata={"help": help, "prefix": prefix, "section": True})
+
+
+@dataclass(frozen=True)
+class Option:
+    """One leaf option of a config class: its flat name, its path of attribute names, its field."""
+
+    name: str
+    path: tuple[str, ...]
+    field: dataclasses.Field
+    type: Any
+
+    @property
+    def flag(self) -> str:
+        return self.field.metadata.get("flag") or "--" + self.name.replace("_", "-")
+
+
+def options_of(cls, prefix: str = "", path: tuple[str, ...] = ()) -> list[Option]:
+    """Every leaf option of config class ``cls``, nested groups included, in field order."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("section"):
+            out += options_of(hints[f.name], prefix + f.metadata.get("prefix", ""), path + (f.name,))
+        else:
+            out.append(Option(prefix + f.name, path + (f.name,), f, hints[f.name]))
+    return out
+
+
+def _option(cls, name: str) -> Option:
+    found = next((o for o in options_of(cls) if o.name == name), None)
+    if found is None:
+        import difflib
+
+        names = [o.name for o in options_of(cls)]
+        close = difflib.get_close_matches(name, names, n=1)
+        raise ConfigError(f"{name!r} is not a {cls.__name__} option"
+                          + (f" (did you mean {close[0]!r}?)" if close else "; see `linkgan train --help`"))
+    return found
+
+
+def get_option(obj, name: str):
+    """The value of option ``name`` (its flat name, e.g. ``link_alpha``) of a config object."""
+    for attr in _option(type(obj), name).path:
+        obj = getattr(obj, attr)
+    return obj
+
+
+def set_option(obj, name: str, value) -> None:
+    """Sets option ``name`` (its flat name, e.g. ``link_alpha`` or ``plane_resolution``) of a config object."""
+    path = _option(type(obj), name).path
+    for attr in path[:-1]:
+        obj = getattr(obj, attr)
+    setattr(obj, path[-1], value)
+
+
+class _Options:
+    """What ModelConfig and TrainConfig share: building from flat option names."""
+
+    @classmethod
+    def from_options(cls, **options):
+        """The config with the defaults but for ``options``, given by their flat names, nested groups'
+        included: ``TrainConfig.from_options(kimg=20, link_lambda_in=3.0)``."""
+        obj = cls()
+        for name, value in options.items():
+            set_option(obj, name, value)
+        return obj
+
+
 @dataclass
-class ModelConfig:
+class TriplaneOptions:
+    """The 3D-aware generator's architecture (``model: {triplane: {...}}``); used by ``kind: 3d`` only."""
+
+    plane_resolution: int = opt(64, "3D: resolution of the three feature planes (the backbone's output).",
+                                flag="--plane-res")
+    plane_channels: int = opt(32, "3D: feature channels per plane.")
+    decoder_hidden: int = opt(64, "3D: hidden width of the MLP that decodes plane features into density and "
+                              "colour features.")
+    feature_channels: int = opt(32, "3D: features decoded per 3D point; the first 3 are the raw RGB.")
+    superresolution: bool = opt(True, "3D: render rays at --res/2 and upsample 2x with a w-modulated "
+                                "super-resolution stage (D then also sees the raw render).")
+    sr_channels: int = opt(64, "3D: channels of the super-resolution stage.")
+    box_size: float = opt(1.0, "3D: side of the world cube [-s/2, s/2]^3 that the planes span (world units).")
+    ray_near: float = opt(2.2, "3D: start of the rendered ray segment, in world units from the camera centre "
+                          "(toyheads: 2.2).")
+    ray_far: float = opt(3.2, "3D: end of the rendered ray segment (toyheads: 3.2).")
+    coarse_samples: int = opt(24, "3D: stratified samples per ray.")
+    fine_samples: int = opt(24, "3D: importance samples per ray, drawn from the coarse weights (0 = none).")
+    camera_radius: float = opt(2.7, "3D: camera distance to the origin of the views rendered for sample grids, "
+                               "edits and metrics (toyheads: 2.7).")
+    camera_focal: float = opt(2.8, "3D: normalized focal length of those views (toyheads: 2.8).")
+
+
+@dataclass
+class ModelConfig(_Options):
     """Architecture of G and D. Resolution-dependent widths: min(channel_base / res, channel_max)."""
 
     resolution: int = opt(32, "Training resolution in pixels: a power of two from 16 to 1024.", flag="--res")
@@ -68,28 +174,63 @@ class ModelConfig:
                     "rendering and a camera-conditioned D; the data needs camera labels, e.g. `linkgan dataset "
                     "toyheads`). In 3D, --res is the resolution of the final image that D sees.",
                     choices=["2d", "3d"])
-    plane_resolution: int = opt(64, "3D: resolution of the three feature planes (the backbone's output).",
-                                flag="--plane-res")
-    plane_channels: int = opt(32, "3D: feature channels per plane.")
-    decoder_hidden: int = opt(64, "3D: hidden width of the MLP that decodes plane features into density and "
-                              "colour features.")
-    feature_channels: int = opt(32, "3D: features decoded per 3D point; the first 3 are the raw RGB.")
-    superresolution: bool = opt(True, "3D: render rays at --res/2 and upsample 2x with a w-modulated "
-                                "super-resolution stage (D then also sees the raw render).")
-    sr_channels: int = opt(64, "3D: channels of the super-resolution stage.")
-    box_size: float = opt(1.0, "3D: side of the world cube [-s/2, s/2]^3 that the planes span (world units).")
-    ray_near: float = opt(2.2, "3D: start of the rendered ray segment, in world units from the camera centre "
-                          "(toyheads: 2.2).")
-    ray_far: float = opt(3.2, "3D: end of the rendered ray segment (toyheads: 3.2).")
-    coarse_samples: int = opt(24, "3D: stratified samples per ray.")
-    fine_samples: int = opt(24, "3D: importance samples per ray, drawn from the coarse weights (0 = none).")
-    camera_radius: float = opt(2.7, "3D: camera distance to the origin of the views rendered for sample grids, "
-                               "edits and metrics (toyheads: 2.7).")
-    camera_focal: float = opt(2.8, "3D: normalized focal length of those views (toyheads: 2.8).")
+    triplane: TriplaneOptions = section(TriplaneOptions, "The 3D generator's architecture (kind 3d).")
 
 
 @dataclass
-class TrainConfig:
+class LinkConfig:
+    """The LinkGAN regularizer of a run with links (``train: {link: {...}}`` in a config file); each
+    option's flat name and flag carry ``link_`` / ``--link-`` (``alpha``: ``link_alpha``, ``--link-alpha``)."""
+
+    interval: int = opt(8, "Lazy LinkGAN regularizer: run the Glink phase every this many steps; its loss is "
+                        "scaled by the interval.")
+    alpha: float = opt(1.0, "Perturbation strength alpha: w axes move by alpha * N(0, I).")
+    lambda_in: float = opt(10.0, "Weight lambda_in of L_in (change inside the region when the complement moves); "
+                           "a link's 'weight' in the links file multiplies it for that link.")
+    lambda_out: float = opt(30.0, "Weight lambda_out of L_out (change outside the region when the link's axes "
+                            "move); a link's 'weight' multiplies it for that link.")
+    loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
+                    "'relative' (each divided by the whole change of the same edit; scale free).",
+                    choices=["absolute", "relative"])
+    batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = the whole batch.")
+    samples: str = opt("all", "How the Glink sub-batch serves several links: 'all' renders every link's edits "
+                       "for every sample ((1 + 2K) images per sample); 'split' deals the samples out to "
+                       "the links (3 images per sample whatever K is: cheaper, but each link learns from "
+                       "fewer samples and locality comes slower); 'factorized' renders one edit per link "
+                       "plus one edit of the free axes ((2 + K) images per sample) and lets each link's "
+                       "outside term stand for the other links' share of its inside term.",
+                       choices=["all", "split", "factorized"])
+    start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
+                            "scratch).")
+    ramp_kimg: float = opt(0.0, "Ramp: scale lambda_in and lambda_out linearly from 0 to their values over this "
+                           "many kimg after link_start_kimg, so that G adapts to the regularizer gradually "
+                           "(0 = full weight at once).")
+    perturb: str = opt("gaussian", "How the regularizer's edits (and the perturbed fakes) move w: 'gaussian' adds "
+                       "alpha * N(0, I) to the moved axes (the paper's); 'swap' moves them alpha of the "
+                       "way to another sample's w, so that at alpha 1 they are resampled from the model's "
+                       "own W distribution: the edit that `linkgan edit` makes and mse1k measures.",
+                       choices=["gaussian", "swap"])
+    optimizer: str = opt("shared", "Which Adam moments the lazy Glink step uses: 'shared' is StyleGAN2's lazy "
+                         "regularization (G's one Adam; the link gradient, multiplied by the interval, "
+                         "enters its second moments, so when it is much larger than the adversarial "
+                         "gradient every adversarial step after it shrinks; experiments/link_gradients.py "
+                         "measures by how much); 'separate' gives the Glink step its own Adam, so G's "
+                         "adversarial steps keep their size. Adam ignores a loss's scale, so with "
+                         "'separate' the link's strength is set by --link-lr and the interval (the lambdas "
+                         "only weigh the terms against each other).",
+                         choices=["shared", "separate"])
+    lr: float | None = opt(None, "Learning rate of the Glink step's own Adam (link_optimizer 'separate'); "
+                           "unset = lr_g. Each Glink step then moves a weight by about this much.")
+    box3d_image: bool = opt(True, "3D-box links: besides the field inside and outside the box, penalize "
+                            "change of the rendered image outside the box's footprint (pixels whose ray misses "
+                            "the box, dilated by 2) when the link's axes move; this reaches the "
+                            "super-resolution stage, which the field loss does not see.")
+    fakes: float = opt(0.25, "Fraction of each fake batch (G and D phases) generated from perturbed latents, "
+                       "so that D sees perturbed images as fakes and G keeps them realistic; 0 turns it off.")
+
+
+@dataclass
+class TrainConfig(_Options):
     """Optimization, regularization, logging and checkpointing of one run."""
 
     data: str = opt("", "Training data: a dataset archive (.zip) or a folder of images.")
@@ -147,56 +288,12 @@ class TrainConfig:
     init: str = opt("", "Initialize G, D and G_ema from this checkpoint or run (fine-tuning); the "
                     "optimizer state starts fresh.")
     # LinkGAN regularizer (active when the run has links; see linkgan.regularizer).
-    link_interval: int = opt(8, "Lazy LinkGAN regularizer: run the Glink phase every this many steps; its loss is "
-                             "scaled by the interval.")
-    link_alpha: float = opt(1.0, "Perturbation strength alpha: w axes move by alpha * N(0, I).")
-    link_lambda_in: float = opt(10.0, "Weight lambda_in of L_in (change inside the region when the complement moves); "
-                                "a link's 'weight' in the links file multiplies it for that link.")
-    link_lambda_out: float = opt(30.0, "Weight lambda_out of L_out (change outside the region when the link's axes "
-                                 "move); a link's 'weight' multiplies it for that link.")
-    link_loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
-                         "'relative' (each divided by the whole change of the same edit; scale free).",
-                         choices=["absolute", "relative"])
-    link_batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = the whole batch.")
-    link_samples: str = opt("all", "How the Glink sub-batch serves several links: 'all' renders every link's edits "
-                            "for every sample ((1 + 2K) images per sample); 'split' deals the samples out to "
-                            "the links (3 images per sample whatever K is: cheaper, but each link learns from "
-                            "fewer samples and locality comes slower); 'factorized' renders one edit per link "
-                            "plus one edit of the free axes ((2 + K) images per sample) and lets each link's "
-                            "outside term stand for the other links' share of its inside term.",
-                            choices=["all", "split", "factorized"])
+    link: LinkConfig = section(LinkConfig, "The LinkGAN regularizer (active when the run has links).", prefix="link_")
     segmenter: str = opt("", "Segmenter for semantic links that name none: a .safetensors file from "
                          "`linkgan segmenter train`, a TorchScript or ONNX file, or package.module:attr.")
-    link_start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
-                                 "scratch).")
-    link_ramp_kimg: float = opt(0.0, "Ramp: scale lambda_in and lambda_out linearly from 0 to their values over this "
-                                "many kimg after link_start_kimg, so that G adapts to the regularizer gradually "
-                                "(0 = full weight at once).")
-    link_perturb: str = opt("gaussian", "How the regularizer's edits (and the perturbed fakes) move w: 'gaussian' adds "
-                            "alpha * N(0, I) to the moved axes (the paper's); 'swap' moves them alpha of the "
-                            "way to another sample's w, so that at alpha 1 they are resampled from the model's "
-                            "own W distribution: the edit that `linkgan edit` makes and mse1k measures.",
-                            choices=["gaussian", "swap"])
-    link_optimizer: str = opt("shared", "Which Adam moments the lazy Glink step uses: 'shared' is StyleGAN2's lazy "
-                              "regularization (G's one Adam; the link gradient, multiplied by the interval, "
-                              "enters its second moments, so when it is much larger than the adversarial "
-                              "gradient every adversarial step after it shrinks; experiments/link_gradients.py "
-                              "measures by how much); 'separate' gives the Glink step its own Adam, so G's "
-                              "adversarial steps keep their size. Adam ignores a loss's scale, so with "
-                              "'separate' the link's strength is set by --link-lr and the interval (the lambdas "
-                              "only weigh the terms against each other).",
-                              choices=["shared", "separate"])
-    link_lr: float | None = opt(None, "Learning rate of the Glink step's own Adam (link_optimizer 'separate'); "
-                                "unset = lr_g. Each Glink step then moves a weight by about this much.")
     gpc_swap: float = opt(0.5, "3D: probability that the mapping network is conditioned on another sample's "
                           "camera than the one rendered (EG3D's generator pose-conditioning swap), so that "
                           "identity does not become tied to pose.")
-    link_box3d_image: bool = opt(True, "3D-box links: besides the field inside and outside the box, penalize "
-                                 "change of the rendered image outside the box's footprint (pixels whose ray misses "
-                                 "the box, dilated by 2) when the link's axes move; this reaches the "
-                                 "super-resolution stage, which the field loss does not see.")
-    link_fakes: float = opt(0.25, "Fraction of each fake batch (G and D phases) generated from perturbed latents, "
-                            "so that D sees perturbed images as fakes and G keeps them realistic; 0 turns it off.")
 
 
 @dataclass
@@ -208,7 +305,7 @@ class RunConfig:
     links: list[dict] = field(default_factory=list)  # LinkGAN links: {name, region, axes} each
     allow_link_overlap: bool = False  # fixed regions of two links may share pixels
     preset: str = ""  # the --preset the run started from (its values are in model: and train:)
-    version: int = 1
+    version: int = CONFIG_VERSION
 
     def partition(self):
         """The run's LatentPartition (empty for a vanilla model), validated at the model resolution."""
@@ -224,7 +321,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> "RunConfig":
-        return from_dict(cls, d, source)
+        """The config of a dict as ``to_dict`` writes it; version-1 dicts (flat ``link_*`` and 3D options) too."""
+        return from_dict(cls, migrate_config(d) if isinstance(d, dict) else d, source)
 
     def save(self, path: str | Path) -> None:
         """Writes the config as YAML (``.yaml``/``.yml``) or JSON, atomically."""
@@ -233,6 +331,48 @@ class RunConfig:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
+
+
+def migrate_config(d: dict[str, Any]) -> dict[str, Any]:
+    """A run config dict (or a config file's) with every option of a nested group given by its flat
+    name moved into its group: ``train: {link_alpha: 2}`` becomes ``train: {link: {alpha: 2}}``. So
+    version-1 configs (checkpoints, config.yaml files, --config files written before the groups)
+    read as they did. A value given both ways is an error. Returns a new dict."""
+    out = dict(d)
+    for key, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        section_dict = out.get(key)
+        if not isinstance(section_dict, dict):
+            continue
+        section_dict = {k: dict(v) if isinstance(v, dict) else v for k, v in section_dict.items()}
+        for o in options_of(cls):
+            if len(o.path) < 2 or o.name not in section_dict:
+                continue
+            group = section_dict.setdefault(o.path[0], {})
+            if not isinstance(group, dict):
+                continue  # from_dict reports the wrong type
+            if o.path[1] in group:
+                raise ConfigError(f"{key}: option {o.name!r} is given twice, flat and as {o.path[0]}: "
+                                  f"{{{o.path[1]}: ...}}; keep one")
+            group[o.path[1]] = section_dict.pop(o.name)
+        out[key] = section_dict
+    if "version" in out and isinstance(out["version"], int) and out["version"] < CONFIG_VERSION:
+        out["version"] = CONFIG_VERSION
+    return out
+
+
+def flat_options(section_dict: dict[str, Any], cls) -> dict[str, Any]:
+    """A (migrated) model: or train: dict of ``cls`` as {flat option name: value}, nested groups flattened."""
+    out = {}
+    for o in options_of(cls):
+        value, found = section_dict, True
+        for attr in o.path:
+            if not isinstance(value, dict) or attr not in value:
+                found = False
+                break
+            value = value[attr]
+        if found:
+            out[o.name] = value
+    return out
 
 
 # Named recipes, as stylegan2-ada-pytorch's --cfg: values that replace the defaults before --config and the
@@ -279,8 +419,7 @@ _RANGES = {
 
 
 def _flag(section_cls, name: str) -> str:
-    f = next((f for f in dataclasses.fields(section_cls) if f.name == name), None)
-    return (f.metadata.get("flag") if f is not None else None) or "--" + name.replace("_", "-")
+    return _option(section_cls, name).flag
 
 
 def validate_for_training(config: "RunConfig") -> None:
@@ -295,7 +434,7 @@ def validate_for_training(config: "RunConfig") -> None:
     for section, ranges in _RANGES.items():
         obj = getattr(config, section)
         for name, (low, high, low_ok) in ranges.items():
-            value = getattr(obj, name, None)
+            value = get_option(obj, name)
             if value is None:
                 continue
             flag = _flag(type(obj), name)
@@ -350,7 +489,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {path} holds a {type(data).__name__}; it must be a mapping of sections "
                           "(model:, train:, links:), e.g. 'train: {kimg: 20}'")
-    return data or {}
+    return migrate_config(data or {})
 
 
 def merge_dicts(base: dict, override: dict) -> dict:

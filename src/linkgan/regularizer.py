@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .config import LinkConfig
 from .errors import InputError
 from .networks import Generator
 from .partition import EditBatch, LatentPartition
@@ -238,7 +239,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
 class LinkSettings:
     """What the Glink phase and the perturbed-fakes trick need, resolved for one run.
 
-    The values come from TrainConfig's link_* options, which hold the defaults.
+    The values come from a run's TrainConfig.link (from_config), which holds the defaults.
     masks: link name -> (H, W) float {0,1} region mask on the training device, for fixed
     regions; semantic links are absent (their segmenter gives masks per generated image).
     """
@@ -272,6 +273,14 @@ class LinkSettings:
                 except ValueError as err:
                     raise type(err)(f"link '{link.name}': {err}") from None
         return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form, samples, perturb)
+
+    @classmethod
+    def from_config(cls, partition: LatentPartition, resolution: int, device, options: LinkConfig,
+                    batch: int) -> "LinkSettings":
+        """``build`` with a run's link options (TrainConfig.link); ``batch``: the Glink sub-batch of this process."""
+        return cls.build(partition, resolution, device, alpha=options.alpha, lambda_in=options.lambda_in,
+                         lambda_out=options.lambda_out, batch=batch, fakes=options.fakes, form=options.loss,
+                         samples=options.samples, perturb=options.perturb)
 
     def loss(self, G: Generator, ws: torch.Tensor,
              c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

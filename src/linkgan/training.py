@@ -125,7 +125,7 @@ def loss_for(m: ModelConfig, t: TrainConfig) -> tuple[type[StyleGAN2Loss], dict]
     if m.kind == "3d":
         if t.compile != "none":
             raise ConfigError("--compile supports 2D models only")
-        return TriplaneLoss, {"gpc_swap": t.gpc_swap, "box_image_term": t.link_box3d_image}
+        return TriplaneLoss, {"gpc_swap": t.gpc_swap, "box_image_term": t.link.box3d_image}
     return StyleGAN2Loss, {}
 
 
@@ -148,7 +148,7 @@ class Trainer:
         if t.batch % world:
             raise ConfigError(f"--batch {t.batch} is the global batch and must divide evenly among the {world} "
                               f"processes; use a multiple of {world}")
-        link_batch = t.link_batch or t.batch
+        link_batch = t.link.batch or t.batch
         if link_batch < world:
             raise ConfigError(f"--link-batch {link_batch} is global and must give each of the {world} processes "
                               "at least one sample")
@@ -200,15 +200,13 @@ class Trainer:
         self.link = None
         if not self.G.c_dim and any(link.region.is_volume for link in self.partition):
             raise ConfigError("3D-box regions (box3d) need a 3D generator (--kind 3d); this model is 2D")
-        if t.link_samples == "factorized" and config.allow_link_overlap and len(self.partition) > 1:
+        if t.link.samples == "factorized" and config.allow_link_overlap and len(self.partition) > 1:
             raise ConfigError("--link-samples factorized counts on disjoint regions (each link's outside term "
                               "stands in for the other links' share of its inside term); with overlapping "
                               "regions use --link-samples all")
         if len(self.partition):
-            self.link = LinkSettings.build(
-                self.partition, m.resolution, self.device, alpha=t.link_alpha, lambda_in=t.link_lambda_in,
-                lambda_out=t.link_lambda_out, batch=link_batch // world, fakes=t.link_fakes, form=t.link_loss,
-                samples=t.link_samples, perturb=t.link_perturb)
+            self.link = LinkSettings.from_config(self.partition, m.resolution, self.device, t.link,
+                                                 batch=link_batch // world)
         self.metric_names = self._check_metrics(t.metrics)
         # The heuristic follows the global batch, so that a job computes the same gamma on any number of processes.
         self.r1_gamma = t.r1_gamma if t.r1_gamma is not None else auto_r1_gamma(m.resolution, t.batch)
@@ -261,14 +259,14 @@ class Trainer:
 
     def _build_phases(self) -> list[Phase]:
         t = self.config.train
-        link_start = int(t.link_start_kimg * 1000 / t.batch)
+        link_start = int(t.link.start_kimg * 1000 / t.batch)
         lazy = {"G": [("Greg", t.pl_interval if t.pl_weight > 0 else 0, 0),
-                      ("Glink", t.link_interval if self.link is not None else 0, link_start)],
+                      ("Glink", t.link.interval if self.link is not None else 0, link_start)],
                 "D": [("Dreg", t.r1_interval if self.r1_gamma > 0 else 0, 0)]}
         phases = []
         for name, net, lr in (("G", self.G, t.lr_g), ("D", self.D, t.lr_d)):
             regs = [(phase, k, start) for phase, k, start in lazy[name] if k > 0]
-            own = [r for r in regs if r[0] == "Glink" and t.link_optimizer == "separate"]
+            own = [r for r in regs if r[0] == "Glink" and t.link.optimizer == "separate"]
             shared = [r for r in regs if r not in own]
             # Lazy regularization takes extra optimizer steps; StyleGAN2 shrinks lr and
             # momentum by k/(k+1) so the overall step size matches a non-lazy run. With
@@ -289,7 +287,7 @@ class Trainer:
         """The separate Glink optimizer's learning rate now: link_lr (or lr_g) times the ramp's factor
         (Adam ignores the scale of a loss, so with its own moments the ramp scales the step instead)."""
         t = self.config.train
-        return (t.link_lr if t.link_lr is not None else t.lr_g) * self.link_weight()
+        return (t.link.lr if t.link.lr is not None else t.lr_g) * self.link_weight()
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -436,9 +434,9 @@ class Trainer:
     def link_weight(self) -> float:
         """The factor on the link regularizer's weights now: 0 -> 1 over link_ramp_kimg after link_start_kimg."""
         t = self.config.train
-        if t.link_ramp_kimg <= 0:
+        if t.link.ramp_kimg <= 0:
             return 1.0
-        done = (self.images_seen - t.link_start_kimg * 1000) / (t.link_ramp_kimg * 1000)
+        done = (self.images_seen - t.link.start_kimg * 1000) / (t.link.ramp_kimg * 1000)
         return float(min(max(done, 0.0), 1.0))
 
     def train_step(self, real_u8: torch.Tensor, stats: LossStats, c_real: torch.Tensor | None = None) -> None:
@@ -458,7 +456,7 @@ class Trainer:
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
             gain = phase.interval * (self.link_weight() if phase.name == "Glink" else 1.0)
-            if phase.name == "Glink" and t.link_optimizer == "separate":
+            if phase.name == "Glink" and t.link.optimizer == "separate":
                 for group in phase.opt.param_groups:
                     group["lr"] = self.link_lr()
             self.loss.accumulate(phase.name, real, z, gain=gain, stats=stats, step=self.step,

@@ -8,7 +8,18 @@ import os
 import signal
 import typing
 
-from ..config import PRESETS, ConfigError, ModelConfig, RunConfig, TrainConfig, load_config_file, merge_dicts, preset_values
+from ..config import (
+    PRESETS,
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    flat_options,
+    load_config_file,
+    merge_dicts,
+    options_of,
+    preset_values,
+)
 
 EPILOG_TRAIN = """examples:
   linkgan dataset toyfaces --out data/toyfaces32.zip --n 20000 --res 32
@@ -22,37 +33,42 @@ EPILOG_TRAIN = """examples:
 
 
 # Flags generated from the config dataclasses, so each option is documented in one place.
-def _flag(f: dataclasses.Field) -> str:
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-
-
 def _base_type(tp):
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     return args[0] if args else tp
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls, section: str) -> None:
-    hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(f"{section} options (also settable in --config under '{section}:')")
-    for f in dataclasses.fields(cls):
-        tp = _base_type(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f.metadata.get("help", "") + ("" if default in ("", None) else f" [default: {default}]")
-        kwargs = dict(dest=f"{section}.{f.name}", default=argparse.SUPPRESS, help=help_text)
+    """One flag per option of ``cls`` (nested groups included, each in its own help group); the flag's
+    value lands in ``args`` under ``section.path.to.option``."""
+    groups: dict[tuple, argparse._ArgumentGroup] = {}
+    for o in options_of(cls):
+        where = (section, *o.path[:-1])
+        if where not in groups:
+            place = ": ".join(where)
+            title = f"{' '.join(where[1:])} options of {section}" if len(where) > 1 else f"{section} options"
+            groups[where] = parser.add_argument_group(f"{title} (also settable in --config under '{place}:')")
+        tp = _base_type(o.type)
+        default = o.field.default if o.field.default is not dataclasses.MISSING else o.field.default_factory()
+        help_text = o.field.metadata.get("help", "") + ("" if default in ("", None) else f" [default: {default}]")
+        kwargs = dict(dest=".".join((section, *o.path)), default=argparse.SUPPRESS, help=help_text)
         if tp is bool:
-            group.add_argument(_flag(f), action=argparse.BooleanOptionalAction, **kwargs)
+            groups[where].add_argument(o.flag, action=argparse.BooleanOptionalAction, **kwargs)
         else:
-            group.add_argument(_flag(f), type=tp, choices=f.metadata.get("choices"),
-                               metavar=f.name.upper() if tp is not str else None, **kwargs)
+            groups[where].add_argument(o.flag, type=tp, choices=o.field.metadata.get("choices"),
+                                       metavar=o.name.upper() if tp is not str else None, **kwargs)
 
 
 def explicit_overrides(args: argparse.Namespace) -> dict:
-    """The nested {'model': {...}, 'train': {...}} of the flags the user actually typed."""
+    """The nested {'model': {...}, 'train': {'link': {...}, ...}} of the flags the user actually typed."""
     out: dict = {}
     for key, value in vars(args).items():
         if "." in key:
-            section, name = key.split(".", 1)
-            out.setdefault(section, {})[name] = value
+            *groups, name = key.split(".")
+            node = out
+            for g in groups:
+                node = node.setdefault(g, {})
+            node[name] = value
     return out
 
 
@@ -77,13 +93,13 @@ def cmd_train(args) -> int:
     if args.resume:
         ckpt = load_checkpoint(args.resume)
         base = ckpt.config
-        if overrides.get("model"):
-            changed = {k: v for k, v in overrides["model"].items() if base["model"].get(k) != v}
-            if changed:
-                raise ConfigError(f"cannot change the architecture when resuming ({sorted(changed)}); "
-                                  "start a new run with --init to fine-tune instead")
-        fixed = {k: v for k, v in overrides.get("train", {}).items()
-                 if k not in RESUME_MAY_CHANGE and base["train"].get(k) != v}
+        given = {k: flat_options(overrides.get(k, {}), cls) for k, cls in (("model", ModelConfig), ("train", TrainConfig))}
+        had = {k: flat_options(base.get(k, {}), cls) for k, cls in (("model", ModelConfig), ("train", TrainConfig))}
+        changed = {k: v for k, v in given["model"].items() if had["model"].get(k) != v}
+        if changed:
+            raise ConfigError(f"cannot change the architecture when resuming ({sorted(changed)}); "
+                              "start a new run with --init to fine-tune instead")
+        fixed = {k: v for k, v in given["train"].items() if k not in RESUME_MAY_CHANGE and had["train"].get(k) != v}
         if fixed:
             raise ConfigError(f"cannot change {', '.join('--' + k.replace('_', '-') for k in sorted(fixed))} when "
                               "resuming (the run's optimizers and schedule hold the old values); options that may "
@@ -113,8 +129,8 @@ def cmd_train(args) -> int:
         if t.batch % args.gpus:
             raise ConfigError(f"--batch {t.batch} is the global batch and must divide evenly among the {args.gpus} "
                               f"processes; use a multiple of {args.gpus}")
-        if (t.link_batch or t.batch) < args.gpus:
-            raise ConfigError(f"--link-batch {t.link_batch} is global and must give each of the {args.gpus} "
+        if (t.link.batch or t.batch) < args.gpus:
+            raise ConfigError(f"--link-batch {t.link.batch} is global and must give each of the {args.gpus} "
                               "processes at least one sample")
         import subprocess
 

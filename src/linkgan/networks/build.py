@@ -18,7 +18,7 @@ def build_generator(m: ModelConfig) -> Generator | TriplaneGenerator:
     if m.kind == "3d":
         G = TriplaneGenerator(triplane_config(m))
         # The viewing sphere of grids, edits and metrics travels with the network (and its EMA copy).
-        G.view_camera = (float(m.camera_radius), float(m.camera_focal))
+        G.view_camera = (float(m.triplane.camera_radius), float(m.triplane.camera_focal))
         return G
     return Generator(resolution=m.resolution, z_dim=m.z_dim, w_dim=m.w_dim, mapping_layers=m.mapping_layers,
                      mapping_lr_mul=m.mapping_lr_mul, channel_base=m.channel_base, channel_max=m.channel_max,
@@ -42,15 +42,16 @@ def triplane_config(m: ModelConfig) -> TriplaneConfig:
     super-resolution."""
     if m.img_channels != 3:
         raise ConfigError(f"a 3D generator renders RGB: img_channels must be 3, got {m.img_channels}")
-    if m.superresolution and m.resolution % 2:
+    if m.triplane.superresolution and m.resolution % 2:
         raise ConfigError(f"with super-resolution the resolution must be even (rays are cast at res/2), "
                           f"got {m.resolution}")
+    tp = m.triplane
     return TriplaneConfig(z_dim=m.z_dim, w_dim=m.w_dim, mapping_layers=m.mapping_layers, mapping_lr_mul=m.mapping_lr_mul,
-                          plane_resolution=m.plane_resolution, plane_channels=m.plane_channels,
-                          channel_base=m.channel_base, channel_max=m.channel_max, decoder_hidden=m.decoder_hidden,
-                          feature_channels=m.feature_channels,
-                          neural_resolution=m.resolution // 2 if m.superresolution else m.resolution,
-                          superresolution=m.superresolution, sr_channels=m.sr_channels, box_size=m.box_size,
-                          near=m.ray_near, far=m.ray_far, coarse_samples=m.coarse_samples,
-                          fine_samples=m.fine_samples, modconv=m.modconv, conv_clamp=m.conv_clamp,
+                          plane_resolution=tp.plane_resolution, plane_channels=tp.plane_channels,
+                          channel_base=m.channel_base, channel_max=m.channel_max, decoder_hidden=tp.decoder_hidden,
+                          feature_channels=tp.feature_channels,
+                          neural_resolution=m.resolution // 2 if tp.superresolution else m.resolution,
+                          superresolution=tp.superresolution, sr_channels=tp.sr_channels, box_size=tp.box_size,
+                          near=tp.ray_near, far=tp.ray_far, coarse_samples=tp.coarse_samples,
+                          fine_samples=tp.fine_samples, modconv=m.modconv, conv_clamp=m.conv_clamp,
                           numerics=m.numerics)

@@ -1,0 +1,98 @@
+"""The run config: nested option groups (train: link:, model: triplane:) with flat names, and version-1 configs."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import tiny_run
+from linkgan.checkpoint import load_checkpoint
+from linkgan.cli import main
+from linkgan.config import (
+    ConfigError,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    flat_options,
+    get_option,
+    load_config_file,
+    options_of,
+    set_option,
+)
+from linkgan.training import train
+
+
+def version_1(config: RunConfig) -> dict:
+    """``config`` as a version-1 dict: every option of a nested group flat in its section."""
+    d = config.to_dict()
+    for key, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        groups = {o.path[0] for o in options_of(cls) if len(o.path) > 1}
+        d[key] = {**{k: v for k, v in d[key].items() if k not in groups}, **flat_options(d[key], cls)}
+    d["version"] = 1
+    return d
+
+
+def test_a_version_1_dict_reads_as_the_same_config():
+    cfg = RunConfig(model=ModelConfig.from_options(kind="3d", plane_resolution=16, ray_far=3.5),
+                    train=TrainConfig.from_options(kimg=5.0, link_lambda_in=3.0, link_samples="split", link_lr=0.01))
+    old = version_1(cfg)
+    assert old["train"]["link_lambda_in"] == 3.0 and "link" not in old["train"]
+    assert old["model"]["plane_resolution"] == 16 and "triplane" not in old["model"]
+    again = RunConfig.from_dict(old)
+    assert again == cfg and again.version == 2
+    assert (again.train.link.lambda_in, again.train.link.samples, again.model.triplane.ray_far) == (3.0, "split", 3.5)
+
+
+def test_an_option_given_flat_and_nested_is_refused():
+    d = RunConfig().to_dict()
+    d["train"]["link_alpha"] = 2.0
+    with pytest.raises(ConfigError, match="'link_alpha' is given twice"):
+        RunConfig.from_dict(d)
+
+
+def test_flat_names_reach_nested_options_and_unknown_ones_are_named():
+    t = TrainConfig.from_options(link_alpha=0.5, batch=8)
+    assert t.link.alpha == 0.5 and t.batch == 8 and get_option(t, "link_alpha") == 0.5
+    set_option(t, "link_fakes", 0.0)
+    assert t.link.fakes == 0.0
+    with pytest.raises(ConfigError, match="did you mean 'link_lambda_in'"):
+        TrainConfig.from_options(link_lamda_in=1.0)
+    names = [o.name for o in options_of(TrainConfig)]
+    assert len(names) == len(set(names)), "flat names are unique"
+    assert "link_loss" in names and "link_box3d_image" in names and "link" not in names
+
+
+def test_a_version_1_config_file_still_trains(image_folder, tmp_path):
+    """--config files and config.yaml files written with flat link_* keys keep working."""
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"train": {"link_lambda_in": 2.0, "link_interval": 4},
+                                    "model": {"plane_resolution": 32}}))
+    d = load_config_file(path)
+    assert d["train"] == {"link": {"lambda_in": 2.0, "interval": 4}} and d["model"] == {"triplane": {"plane_resolution": 32}}
+    out = tmp_path / "run"
+    args = ["train", "--config", str(path), "--data", str(image_folder), "--out", str(out), "--res", "16",
+            "--z-dim", "32", "--w-dim", "32", "--map-layers", "2", "--cbase", "256", "--cmax", "32", "--batch", "8",
+            "--workers", "0", "--grid-size", "4", "--no-progress", "--kimg", "0.016", "--snapshot-kimg", "1",
+            "--link", "top=box:0,0,1,0.5@8", "--link-alpha", "0.5"]
+    assert main(args) == 0
+    saved = load_checkpoint(out).config
+    assert saved["version"] == 2
+    assert {k: saved["train"]["link"][k] for k in ("lambda_in", "interval", "alpha")} == {
+        "lambda_in": 2.0, "interval": 4, "alpha": 0.5}
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["link"]["interval"] == 4
+
+
+def test_shipped_version_1_checkpoints_load_as_version_2():
+    config = load_checkpoint("builtin:toyfaces").config
+    assert config["version"] == 2 and "link_lambda_in" not in config["train"]
+    assert RunConfig.from_dict(config).train.link.lambda_in == config["train"]["link"]["lambda_in"]
+
+
+def test_resume_refuses_a_changed_link_option(image_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny_run(image_folder, run, kimg=0.016), progress=False)
+    assert main(["train", "--resume", str(run), "--link-alpha", "2", "--no-progress"]) == 2
+    assert "cannot change --link-alpha when resuming" in capsys.readouterr().err
+    # the same value as the run's is not a change
+    assert main(["train", "--resume", str(run), "--link-alpha", "1.0", "--kimg", "0.024", "--snapshot-kimg", "1",
+                 "--no-progress"]) == 0
