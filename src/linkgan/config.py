@@ -450,6 +450,21 @@ def validate_for_training(config: "RunConfig") -> None:
         raise ConfigError(f"--aug-p {t.aug_p} has no effect without augmentation: add --aug fixed or --aug ada")
 
 
+def validate_run(config: "RunConfig", partition) -> None:
+    """The rules across the model, the training options and the links, once the model is known (a
+    fine-tune takes its base's): raises ConfigError naming the options that do not go together.
+    ``partition``: the run's LatentPartition (config.partition())."""
+    t, kind = config.train, config.model.kind
+    if kind == "3d" and t.compile != "none":
+        raise ConfigError("--compile supports 2D models only")
+    if kind != "3d" and any(link.region.is_volume for link in partition):
+        raise ConfigError("3D-box regions (box3d) need a 3D generator (--kind 3d); this model is 2D")
+    if t.link.samples == "factorized" and config.allow_link_overlap and len(partition) > 1:
+        raise ConfigError("--link-samples factorized counts on disjoint regions (each link's outside term "
+                          "stands in for the other links' share of its inside term); with overlapping "
+                          "regions use --link-samples all")
+
+
 def _float(v):
     # YAML 1.1 reads "1e-3" as a string; accept it where a float is expected.
     if isinstance(v, str):

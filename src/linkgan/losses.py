@@ -90,7 +90,7 @@ def eager_forwards():
 class StyleGAN2Loss:
     """Computes each phase's loss and backpropagates it (``accumulate``)."""
 
-    def __init__(self, G: Generator, D: Discriminator, r1_gamma: float, style_mixing: float = 0.9,
+    def __init__(self, G: Generator, D: Discriminator, r1_gamma: float, *, style_mixing: float = 0.9,
                  pl_weight: float = 0.0, pl_batch_shrink: int = 2, pl_decay: float = 0.01,
                  autocast_dtype: torch.dtype | None = None, device: torch.device | None = None,
                  link: LinkSettings | None = None):

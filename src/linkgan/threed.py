@@ -147,8 +147,8 @@ class TriplaneLoss(StyleGAN2Loss):
     box_image_term: 3D-box links also get footprint_terms (TrainConfig.link_box3d_image).
     """
 
-    def __init__(self, G, D, r1_gamma: float, *args, gpc_swap: float = 0.5, box_image_term: bool = True, **kwargs):
-        super().__init__(G, D, r1_gamma, *args, **kwargs)
+    def __init__(self, G, D, r1_gamma: float, *, gpc_swap: float = 0.5, box_image_term: bool = True, **kwargs):
+        super().__init__(G, D, r1_gamma, **kwargs)
         self.gpc_swap = gpc_swap
         self.box_image_term = box_image_term
         self.image_links, self.volume_links = (split_partition(self.link.partition) if self.link is not None

@@ -30,7 +30,7 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from .config import ConfigError, ModelConfig, RunConfig, TrainConfig, validate_for_training
+from .config import ConfigError, ModelConfig, RunConfig, TrainConfig, validate_for_training, validate_run
 from .distributed import (
     DistEnv,
     all_gather_objects,
@@ -123,8 +123,6 @@ def loss_for(m: ModelConfig, t: TrainConfig) -> tuple[type[StyleGAN2Loss], dict]
     """The loss of a model kind and its kind's options; with the builders (linkgan.networks.build), the one
     place training reads the model kind."""
     if m.kind == "3d":
-        if t.compile != "none":
-            raise ConfigError("--compile supports 2D models only")
         return TriplaneLoss, {"gpc_swap": t.gpc_swap, "box_image_term": t.link.box3d_image}
     return StyleGAN2Loss, {}
 
@@ -165,6 +163,8 @@ class Trainer:
             # Fine-tuning keeps the architecture of the initial model.
             config.model = RunConfig.from_dict(init_ckpt.config, str(init_ckpt.path)).model
         m = config.model
+        self.partition = config.partition()
+        validate_run(config, self.partition)
 
         torch.manual_seed(t.seed)
         np.random.seed(t.seed)
@@ -193,17 +193,10 @@ class Trainer:
         if t.compile != "none":
             compile_forwards((self.G.mapping, self.G.synthesis, self.D), t.compile)
 
-        self.partition = config.partition()
         # Saved with explicit axis ranges and absolute mask/segmenter paths, so that every
         # later command finds the same links from any folder.
         config.links = self.partition.to_specs()
         self.link = None
-        if not self.G.c_dim and any(link.region.is_volume for link in self.partition):
-            raise ConfigError("3D-box regions (box3d) need a 3D generator (--kind 3d); this model is 2D")
-        if t.link.samples == "factorized" and config.allow_link_overlap and len(self.partition) > 1:
-            raise ConfigError("--link-samples factorized counts on disjoint regions (each link's outside term "
-                              "stands in for the other links' share of its inside term); with overlapping "
-                              "regions use --link-samples all")
         if len(self.partition):
             self.link = LinkSettings.from_config(self.partition, m.resolution, self.device, t.link,
                                                  batch=link_batch // world)
@@ -212,8 +205,9 @@ class Trainer:
         self.r1_gamma = t.r1_gamma if t.r1_gamma is not None else auto_r1_gamma(m.resolution, t.batch)
         autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision]
         self.scaler = torch.amp.GradScaler("cuda") if (t.precision == "fp16" and self.device.type == "cuda") else None
-        self.loss = loss_cls(self.G, self.D, self.r1_gamma, t.style_mixing, t.pl_weight, t.pl_batch_shrink,
-                             t.pl_decay, autocast_dtype, self.device, link=self.link, **loss_kwargs)
+        self.loss = loss_cls(self.G, self.D, self.r1_gamma, style_mixing=t.style_mixing, pl_weight=t.pl_weight,
+                             pl_batch_shrink=t.pl_batch_shrink, pl_decay=t.pl_decay, autocast_dtype=autocast_dtype,
+                             device=self.device, link=self.link, **loss_kwargs)
         self.augment, self.ada = None, None
         if t.aug != "noaug":
             from .augment import AdaController, AugmentPipe
