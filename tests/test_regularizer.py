@@ -386,6 +386,46 @@ def test_factorized_mode_is_refused_for_overlapping_regions(image_folder, tmp_pa
         Trainer(cfg, progress=False)
 
 
+def test_auto_sample_mode_and_render_budget_size_the_glink_phase(image_folder, tmp_path):
+    """'auto' is factorized for disjoint links and 'all' for one link or overlapping regions; a
+    budget of 3 renders per sample of the sub-batch (one link's cost) shrinks it as links are added."""
+    boxes = [{"name": n, "region": {"box": b}, "axes": 8} for n, b in
+             (("tl", [0, 0, 0.5, 0.5]), ("tr", [0.5, 0, 1, 0.5]), ("bl", [0, 0.5, 0.5, 1]), ("br", [0.5, 0.5, 1, 1]))]
+    seen = {}
+    for name, links, overlap, options in [
+            ("one", boxes[:1], False, {}),
+            ("four", boxes, False, {}),
+            ("four-overlap", boxes, True, {}),
+            ("four-all", boxes, False, {"link_samples": "all"}),
+            ("four-split", boxes, False, {"link_samples": "split"}),
+            ("four-nobudget", boxes, False, {"link_budget": None})]:
+        cfg = tiny_run(image_folder, tmp_path / name, **{"link_samples": "auto", "link_budget": 3.0, **options})
+        cfg.links, cfg.allow_link_overlap = [dict(link) for link in links], overlap
+        link = Trainer(cfg, progress=False).link
+        seen[name] = (link.samples, link.batch)
+    # batch 8; four links of 8 of the 32 axes leave free axes: factorized renders 2 + 4 = 6 per sample
+    assert seen == {"one": ("all", 8), "four": ("factorized", 4), "four-overlap": ("all", 2),
+                    "four-all": ("all", 2), "four-split": ("split", 8), "four-nobudget": ("factorized", 8)}
+
+
+def test_renders_per_sample_counts_what_link_loss_renders():
+    from linkgan.regularizer import renders_per_sample
+
+    p, masks = _two_boxes()
+    full = LatentPartition.from_specs([{"name": "a", "region": {"box": [0, 0, 0.5, 1]}, "axes": W // 2},
+                                       {"name": "b", "region": {"box": [0.5, 0, 1, 1]}, "axes": W // 2}], W, RES)
+    G = Generator(resolution=RES, z_dim=W, w_dim=W, mapping_layers=1, channel_base=64, channel_max=8)
+    calls = []
+    original = G.synthesis.forward
+    G.synthesis.forward = lambda ws, **kw: calls.append(ws.shape[0]) or original(ws, **kw)
+    for part in (p, full):
+        fixed = {name: part.region_mask(name, RES).float() for name in part.names}
+        for samples in ("all", "split", "factorized"):
+            calls.clear()
+            link_loss(G, G.mapping(torch.randn(2, W)), part, fixed, alpha=1.0, samples=samples)
+            assert calls == [2 * renders_per_sample(samples, part)], (samples, part)
+
+
 def test_edit_and_metrics_commands_write_their_outputs(image_folder, tmp_path, capsys):
     import json
 

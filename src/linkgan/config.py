@@ -192,14 +192,20 @@ class LinkConfig:
     loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
                     "'relative' (each divided by the whole change of the same edit; scale free).",
                     choices=["absolute", "relative"])
-    batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = the whole batch.")
+    batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = the whole batch (less under --link-budget).")
     samples: str = opt("all", "How the Glink sub-batch serves several links: 'all' renders every link's edits "
                        "for every sample ((1 + 2K) images per sample); 'split' deals the samples out to "
                        "the links (3 images per sample whatever K is: cheaper, but each link learns from "
                        "fewer samples and locality comes slower); 'factorized' renders one edit per link "
                        "plus one edit of the free axes ((2 + K) images per sample) and lets each link's "
-                       "outside term stand for the other links' share of its inside term.",
-                       choices=["all", "split", "factorized"])
+                       "outside term stand for the other links' share of its inside term; 'auto' is "
+                       "'factorized' for two or more disjoint links and 'all' otherwise.",
+                       choices=["all", "split", "factorized", "auto"])
+    budget: float | None = opt(None, "Cap on the images the Glink phase renders, as a multiple of its sub-batch "
+                               "(--link-batch or --batch): 3 is what one link costs in every mode. With more "
+                               "links the sub-batch shrinks to fit (at least 1 sample per process), so that "
+                               "the phase costs about the same whatever the number of links; each link then "
+                               "learns from fewer samples per step. Unset: no cap.")
     start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
                             "scratch).")
     ramp_kimg: float = opt(0.0, "Ramp: scale lambda_in and lambda_out linearly from 0 to their values over this "
@@ -411,7 +417,8 @@ _RANGES = {
               "ema_rampup": (0, None, True), "workers": (0, None, True), "tick_kimg": (0, None, False),
               "snapshot_kimg": (0, None, False), "keep_ckpts": (1, None, True), "grid_size": (1, 1024, True),
               "link_interval": (1, None, True), "link_alpha": (0, None, False), "link_lambda_in": (0, None, True),
-              "link_lambda_out": (0, None, True), "link_batch": (1, None, True), "link_start_kimg": (0, None, True),
+              "link_lambda_out": (0, None, True), "link_batch": (1, None, True),
+              "link_budget": (3, None, True), "link_start_kimg": (0, None, True),
               "link_ramp_kimg": (0, None, True), "link_lr": (0, None, False), "gpc_swap": (0, 1, True),
               "link_fakes": (0, 1, True), "aug_p": (0, 1, True), "aug_target": (0, 1, False),
               "ada_kimg": (0, None, False), "ada_interval": (1, None, True)},
@@ -459,7 +466,7 @@ def validate_run(config: "RunConfig", partition) -> None:
         raise ConfigError("--compile supports 2D models only")
     if kind != "3d" and any(link.region.is_volume for link in partition):
         raise ConfigError("3D-box regions (box3d) need a 3D generator (--kind 3d); this model is 2D")
-    if t.link.samples == "factorized" and config.allow_link_overlap and len(partition) > 1:
+    if t.link.samples == "factorized" and config.allow_link_overlap and len(partition) > 1:  # 'auto' avoids it
         raise ConfigError("--link-samples factorized counts on disjoint regions (each link's outside term "
                           "stands in for the other links' share of its inside term); with overlapping "
                           "regions use --link-samples all")

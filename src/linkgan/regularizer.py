@@ -97,6 +97,37 @@ def share_of_change(term: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
 SAMPLE_MODES = ("split", "all", "factorized")
 
 
+def resolve_sample_mode(samples: str, partition: LatentPartition) -> str:
+    """The sample mode that ``samples`` names for ``partition``: 'auto' is 'factorized' for two or more
+    image-space links whose regions may not overlap, 'all' otherwise; the other modes are themselves."""
+    if samples != "auto":
+        return samples
+    image_links = [link for link in partition if not link.region.is_volume]
+    return "factorized" if len(image_links) >= 2 and not partition.allow_overlap else "all"
+
+
+def renders_per_sample(samples: str, partition: LatentPartition) -> int:
+    """Images link_loss renders per sample of its sub-batch in mode ``samples`` (resolved) for the
+    partition's image-space links: 1 + 2K ('all'), 3 ('split'), 2 + K or 1 + K without free axes
+    ('factorized'); 0 without image links."""
+    k = sum(1 for link in partition if not link.region.is_volume)
+    if k == 0:
+        return 0
+    if samples == "split":
+        return 3
+    if samples == "factorized":
+        return 1 + k + int(not bool(partition.axes_tensor().any(0).all()))
+    return 1 + 2 * k
+
+
+def budgeted_batch(batch: int, budget: float | None, renders: int) -> int:
+    """The Glink sub-batch under a render budget: at most ``budget`` x ``batch`` images in all, so
+    ``budget * batch / renders`` samples (at least 1, at most ``batch``); ``batch`` without a budget."""
+    if budget is None or renders == 0:
+        return batch
+    return max(1, min(batch, int(budget * batch // renders)))
+
+
 def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     """A {0,1} mask (N, H, W) or (N, 1, H, W) dilated by ``pixels`` (a square neighbourhood)."""
     return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
@@ -277,10 +308,13 @@ class LinkSettings:
     @classmethod
     def from_config(cls, partition: LatentPartition, resolution: int, device, options: LinkConfig,
                     batch: int) -> "LinkSettings":
-        """``build`` with a run's link options (TrainConfig.link); ``batch``: the Glink sub-batch of this process."""
+        """``build`` with a run's link options (TrainConfig.link): the sample mode resolved ('auto') and
+        ``batch``, the Glink sub-batch of this process, capped by the render budget."""
+        samples = resolve_sample_mode(options.samples, partition)
+        batch = budgeted_batch(batch, options.budget, renders_per_sample(samples, partition))
         return cls.build(partition, resolution, device, alpha=options.alpha, lambda_in=options.lambda_in,
                          lambda_out=options.lambda_out, batch=batch, fakes=options.fakes, form=options.loss,
-                         samples=options.samples, perturb=options.perturb)
+                         samples=samples, perturb=options.perturb)
 
     def loss(self, G: Generator, ws: torch.Tensor,
              c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
