@@ -10,9 +10,11 @@ Measures, in one process so that the ratios are comparable:
   * the official numerics (stylegan2-ada-pytorch's operators, ModelConfig.numerics) against
     linkgan's legacy dialect: img/s of each, taking turns, and their ratio (target >= 0.9);
   * LinkGAN's cost: img/s with no link, one link (eyes) and four links (the image's
-    quarters), the Glink phase every 8 steps (the default), and each one's time relative to
-    no link. The three take turns, ``--rounds`` rounds of ``--steps`` steps, and the median
-    round counts, so that a change of machine load hits them alike. The target is <= 1.15x.
+    quarters, at the defaults and in each sample mode: all and factorized with the whole
+    batch, auto with the render budget of one link), the Glink phase every 8 steps (the
+    default), and each one's time relative to no link. The arms take turns, ``--rounds``
+    rounds of ``--steps`` steps, and the median round counts, so that a change of machine
+    load hits them alike. The target is <= 1.15x.
   * ADA's cost (``--sections aug``, not run by default): img/s without augmentation and with
     the bgc pipeline at p 0.2 and 0.8, taking turns.
 
@@ -77,14 +79,14 @@ def matmul_gflops(n=2048, reps=10):
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def warm_trainer(args, modconv="auto", links=(), link_samples="all", numerics="official",
-                 r1_gamma: float | None = None, **train) -> Trainer:
+def warm_trainer(args, modconv="auto", links=(), numerics="official", r1_gamma: float | None = None,
+                 **train) -> Trainer:
     """A trainer of the benchmark's model on random images, after two warm-up steps
     (allocator, first-call overheads)."""
     cfg = RunConfig(model=ModelConfig(resolution=args.res, channel_base=args.cmax * args.res, channel_max=args.cmax,
                                       modconv=modconv, numerics=numerics),
                     train=TrainConfig.from_options(data="<memory>", batch=args.batch, workers=0, device=args.device,
-                                                   link_samples=link_samples, r1_gamma=r1_gamma, **train),
+                                                   r1_gamma=r1_gamma, **train),
                     links=list(links))
     trainer = Trainer(cfg, progress=False, dataset=RandomImages(args.res))
     for _ in range(2):
@@ -143,10 +145,12 @@ def arms_in_turns(args, arms: dict[str, dict], reference: str) -> dict:
 
 
 def bench_links(args) -> dict:
-    """img/s and time relative to no link, for 0, 1 and 4 links (the latter with --link-samples
-    all, the default, and factorized), measured in turns."""
+    """img/s and time relative to no link, for 0, 1 and 4 links: "4 links" at the defaults, then each
+    sample mode with the whole batch, and 'auto' with the render budget of one link, measured in turns."""
     arms = {"vanilla": {}, "1 link": {"links": [EYES]}, "4 links": {"links": QUARTERS},
-            "4 links, factorized": {"links": QUARTERS, "link_samples": "factorized"}}
+            "4 links, all": {"links": QUARTERS, "link_samples": "all", "link_budget": None},
+            "4 links, factorized": {"links": QUARTERS, "link_samples": "factorized", "link_budget": None},
+            "4 links, auto, budget 3": {"links": QUARTERS, "link_samples": "auto", "link_budget": 3.0}}
     return arms_in_turns(args, arms, "vanilla")
 
 

@@ -371,6 +371,19 @@ def test_compute_fid_kid_returns_a_float_per_name_and_full_equals_subset_when_da
         fid.compute_fid_kid(G, ds, "fid5", inception=ProjectionFeatures(3 * 16 * 16))
 
 
+def test_fid_and_pr_of_one_call_read_the_real_images_once(image_folder, tmp_path):
+    class Counting(ProjectionFeatures):
+        def __call__(self, images):
+            self.seen += images.shape[0]
+            return super().__call__(images)
+
+    G, ds = tiny_generator(), ImageDataset(image_folder, resolution=16)
+    extractor = Counting(3 * 16 * 16)
+    extractor.seen = 0
+    fid.compute_fid_kid(G, ds, ["fid1k", "pr1k"], cache_dir=tmp_path, inception=extractor)
+    assert extractor.seen == 1000 + len(ds), "the generated images once, the real ones once"
+
+
 def test_measuring_leaves_the_callers_random_stream_untouched():
     G = tiny_generator()
     torch.manual_seed(123)

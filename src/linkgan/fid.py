@@ -533,11 +533,16 @@ def compute_fid_kid(G, dataset, names, *, device=None, progress: bool = False,
 
     fake = features_from_generator(G, max(m.num_gen for m in metrics), batch=batch, seed=seed,
                                    truncation_psi=truncation_psi, progress=progress, inception=inception)
+    # One pass over the real images per selection, with features when any metric of it needs them
+    # (asking for stats first and features later would read the dataset twice).
+    selection = {m.name: None if m.full else m.num_gen for m in metrics}
+    needs_features = {n for m in metrics if m.kind in ("kid", "pr") for n in [selection[m.name]]}
+    reals = {n: dataset_statistics(dataset, n, with_features=n in needs_features, batch=batch, progress=progress,
+                                   cache_dir=cache_dir, inception=inception, workers=workers)
+             for n in dict.fromkeys(selection.values())}
     results, fake_stats = {}, {}
     for metric in metrics:
-        real = dataset_statistics(dataset, None if metric.full else metric.num_gen,
-                                  with_features=metric.kind in ("kid", "pr"), batch=batch, progress=progress,
-                                  cache_dir=cache_dir, inception=inception, workers=workers)
+        real = reals[selection[metric.name]]
         gen = fake[:metric.num_gen]
         if metric.kind == "fid":
             if metric.num_gen not in fake_stats:
