@@ -7,6 +7,8 @@ compared with a vanilla fine-tune of the same base, length and non-link options:
   ablation  eyes + mouth, one change at a time from the defaults: λ_in, λ_out, the share of
             perturbed fakes, α, the lazy interval, a warm-up ramp, 2x and 3x the fine-tune length,
             G_ema's half-life, the paper's absolute loss
+  modes     2 and 4 links at λ 3/9 with --link-samples auto --link-budget 3 (the Glink phase at one
+            link's cost), beside the same links with every edit of the whole batch
   fashion   Fashion-MNIST 32 px: a vanilla and a top-half link (256 axes) fine-tune of --fashion-base
 Each fine-tune continues its base's own G/D recipe (learning rates, R1, style mixing, x-flips,
 augmentation: RECIPE), the arm's train options on top. Each arm is measured: masked MSE per link
@@ -56,7 +58,7 @@ from linkgan.fid import MetricsExtraError, find_inception_file
 from linkgan.metrics import metric_of
 
 # ---------------------------------------------------------------------------------------- the arms
-GROUPS = ("sweep", "ablation", "fashion")
+GROUPS = ("sweep", "ablation", "modes", "fashion")
 DATASETS = ("toyfaces", "fashion")
 ARM_EXTRAS = ("groups", "vanilla", "dataset", "times_kimg")
 TRAIN_OPTIONS = {o.name for o in options_of(TrainConfig)}  # flat names, link_lambda_in among them
@@ -77,6 +79,7 @@ DATA_COMMANDS = ("linkgan dataset toyfaces --n 20000 --res 32 --out data/toyface
                  "# needs Debian's dataset-fashion-mnist")
 COMMANDS = {"sweep": "python experiments/quality.py --data data/toyfaces32.zip --only sweep",
             "ablation": "python experiments/quality.py --data data/toyfaces32.zip --only ablation",
+            "modes": "python experiments/quality.py --data data/toyfaces32.zip --only modes",
             "fashion": "python experiments/quality.py --fashion-base builtin:fmnist32-base "
                        "--fashion-data data/fmnist32.zip --only fashion   # the shipped --preset small32 base (ada.md)"}
 REPORT_COMMAND = "python experiments/quality.py --report-only"
@@ -303,7 +306,7 @@ def worst(per_link: dict | None) -> float | None:
 def change_text(arm: str) -> str:
     """The arm's train options as the page shows them: λ_in 1, ema_kimg 0.1, kimg 2x, ..."""
     names = {"link_lambda_in": "λ_in", "link_lambda_out": "λ_out", "link_alpha": "α", "link_fakes": "link_fakes",
-             "link_interval": "interval", "link_loss": "loss"}
+             "link_interval": "interval", "link_loss": "loss", "link_samples": "samples", "link_budget": "budget"}
     spec = ARMS[arm]
     parts = [f"{names.get(k, k)} {'none' if v is None else f'{v:g}' if isinstance(v, float) else v}"
              for k, v in spec["overrides"].items()]
@@ -426,13 +429,14 @@ PLOT = "quality-tradeoff.png"
 def page_values(data: dict) -> dict:
     """The fields of docs/results/quality.template.md, each a block of Markdown made from quality.json:
     commands (to run), status, setup, ran (the commands that measured the JSON's numbers),
-    sweep/ablation/fashion (tables), verdict, plot, arms (every arm's note)."""
+    sweep/ablation/modes/fashion (tables), verdict, plot, arms (every arm's note)."""
     has_plot = bool(tradeoff_points(data))
     return {
         "commands": "\n".join(DATA_COMMANDS + tuple(COMMANDS.values()) + (REPORT_COMMAND,)),
         "status": status(data), "setup": setup_text(data),
         "ran": "\n".join(data.get("commands", [])) or f"# {NOT_RUN}",
         "sweep": table(data, group_rows("sweep")), "ablation": table(data, group_rows("ablation")),
+        "modes": table(data, group_rows("modes")),
         "fashion": table(data, group_rows("fashion")), "verdict": verdict(data),
         "plot": (f"![FID change and recall against locality](../images/{PLOT})" if has_plot else
                  f"The plot (`docs/images/{PLOT}`): {NOT_RUN}; it is drawn once a sweep arm and its vanilla have "
@@ -513,8 +517,8 @@ def main(argv: list[str] | None = None):
     p.add_argument("--n", type=int, default=1000, help="samples of the masked MSE")
     p.add_argument("--fid", default="fid2k", help="FID metric (linkgan.metrics name; needs the metrics extra)")
     p.add_argument("--pr", default="pr2k", help="precision/recall metric, measured in the FID's pass")
-    p.add_argument("--only", default=None, help=f"comma-separated groups of {', '.join(GROUPS)} (default: sweep "
-                   "and ablation if --data is given, fashion if --fashion-base is)")
+    p.add_argument("--only", default=None, help=f"comma-separated groups of {', '.join(GROUPS)} (default: sweep, "
+                   "ablation and modes if --data is given, fashion if --fashion-base is)")
     p.add_argument("--arms", default="", help="comma-separated arms instead of --only (each with its vanilla)")
     p.add_argument("--out", default="runs/quality", help="folder of the fine-tunes, one per arm")
     p.add_argument("--docs", default="docs", help="where results/quality.{json,md} and images/ are")
@@ -529,7 +533,7 @@ def main(argv: list[str] | None = None):
             p.error("the trade-off plot needs matplotlib: pip install -e '.[experiments]' (or pass --no-plot)")
         args.fashion_kimg = args.kimg if args.fashion_kimg is None else args.fashion_kimg
         if args.only is None:
-            args.only = ",".join(["sweep", "ablation"] * bool(args.data) + ["fashion"] * bool(args.fashion_base))
+            args.only = ",".join(["sweep", "ablation", "modes"] * bool(args.data) + ["fashion"] * bool(args.fashion_base))
         try:
             arms = selected_arms([g for g in args.only.split(",") if g], [a for a in args.arms.split(",") if a])
         except ValueError as e:

@@ -9,7 +9,9 @@ each checkpoint's metadata.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,18 +66,17 @@ class Option:
         return self.field.metadata.get("flag") or "--" + self.name.replace("_", "-")
 
 
-def options_of(cls, prefix: str = "", path: tuple[str, ...] = ()) -> list[Option]:
+@functools.cache
+def options_of(cls, prefix: str = "", path: tuple[str, ...] = ()) -> tuple[Option, ...]:
     """Every leaf option of config class ``cls``, nested groups included, in field order."""
-    import typing
-
     hints = typing.get_type_hints(cls)
-    out = []
+    out: list[Option] = []
     for f in dataclasses.fields(cls):
         if f.metadata.get("section"):
             out += options_of(hints[f.name], prefix + f.metadata.get("prefix", ""), path + (f.name,))
         else:
             out.append(Option(prefix + f.name, path + (f.name,), f, hints[f.name]))
-    return out
+    return tuple(out)
 
 
 def _option(cls, name: str) -> Option:
@@ -189,6 +190,7 @@ class LinkConfig:
                            "a link's 'weight' in the links file multiplies it for that link.")
     lambda_out: float = opt(30.0, "Weight lambda_out of L_out (change outside the region when the link's axes "
                             "move); a link's 'weight' multiplies it for that link.")
+    strength: float = opt(1.0, "STRENGTH_HELP")
     loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
                     "'relative' (each divided by the whole change of the same edit; scale free).",
                     choices=["absolute", "relative"])
@@ -417,7 +419,8 @@ _RANGES = {
               "ema_rampup": (0, None, True), "workers": (0, None, True), "tick_kimg": (0, None, False),
               "snapshot_kimg": (0, None, False), "keep_ckpts": (1, None, True), "grid_size": (1, 1024, True),
               "link_interval": (1, None, True), "link_alpha": (0, None, False), "link_lambda_in": (0, None, True),
-              "link_lambda_out": (0, None, True), "link_batch": (1, None, True),
+              "link_lambda_out": (0, None, True), "link_strength": (0, None, True),
+              "link_batch": (1, None, True),
               "link_budget": (3, None, True), "link_start_kimg": (0, None, True),
               "link_ramp_kimg": (0, None, True), "link_lr": (0, None, False), "gpc_swap": (0, 1, True),
               "link_fakes": (0, 1, True), "aug_p": (0, 1, True), "aug_target": (0, 1, False),

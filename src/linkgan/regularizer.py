@@ -312,9 +312,9 @@ class LinkSettings:
         ``batch``, the Glink sub-batch of this process, capped by the render budget."""
         samples = resolve_sample_mode(options.samples, partition)
         batch = budgeted_batch(batch, options.budget, renders_per_sample(samples, partition))
-        return cls.build(partition, resolution, device, alpha=options.alpha, lambda_in=options.lambda_in,
-                         lambda_out=options.lambda_out, batch=batch, fakes=options.fakes, form=options.loss,
-                         samples=samples, perturb=options.perturb)
+        return cls.build(partition, resolution, device, alpha=options.alpha,
+                         lambda_in=options.strength * options.lambda_in, lambda_out=options.strength * options.lambda_out,
+                         batch=batch, fakes=options.fakes, form=options.loss, samples=samples, perturb=options.perturb)
 
     def loss(self, G: Generator, ws: torch.Tensor,
              c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
