@@ -9,6 +9,7 @@ from conftest import tiny_run
 from linkgan.checkpoint import load_checkpoint
 from linkgan.cli import main
 from linkgan.config import (
+    V1_LINK_BEHAVIOUR,
     ConfigError,
     ModelConfig,
     RunConfig,
@@ -86,6 +87,15 @@ def test_shipped_version_1_checkpoints_load_as_version_2():
     config = load_checkpoint("builtin:toyfaces").config
     assert config["version"] == 2 and "link_lambda_in" not in config["train"]
     assert RunConfig.from_dict(config).train.link.lambda_in == config["train"]["link"]["lambda_in"]
+
+
+def test_a_version_1_run_keeps_the_link_behaviour_it_had():
+    """Options added in version 2 take their version-1 behaviour in a version-1 config, not today's defaults."""
+    old = version_1(RunConfig())
+    for name in V1_LINK_BEHAVIOUR:
+        del old["train"]["link_" + name]
+    cfg = RunConfig.from_dict(old)
+    assert {name: getattr(cfg.train.link, name) for name in V1_LINK_BEHAVIOUR} == V1_LINK_BEHAVIOUR
 
 
 def test_resume_refuses_a_changed_link_option(image_folder, tmp_path, capsys):

@@ -363,9 +363,20 @@ def migrate_config(d: dict[str, Any]) -> dict[str, Any]:
                                   f"{{{o.path[1]}: ...}}; keep one")
             group[o.path[1]] = section_dict.pop(o.name)
         out[key] = section_dict
+    if out.get("version") == 1 and isinstance(out.get("train"), dict):
+        # Options that version 2 added: a version-1 run (resumed, or read by a tool) keeps training
+        # as it did, whatever their defaults are now.
+        link = out["train"].setdefault("link", {})
+        if isinstance(link, dict):
+            for name, value in V1_LINK_BEHAVIOUR.items():
+                link.setdefault(name, value)
     if "version" in out and isinstance(out["version"], int) and out["version"] < CONFIG_VERSION:
         out["version"] = CONFIG_VERSION
     return out
+
+
+# What a version-1 config did for the link options that version 2 added.
+V1_LINK_BEHAVIOUR = {"budget": None, "strength": 1.0}
 
 
 def flat_options(section_dict: dict[str, Any], cls) -> dict[str, Any]:
