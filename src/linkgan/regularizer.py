@@ -182,7 +182,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     SemanticRegion.mask_mode). Returns a dict with per-link ``in/<name>``, ``out/<name>``
     (scalars) and ``images``, the rendered chunks of N (EditBatch.render; x first).
 
-    samples='all' (the default) renders x1 and x2 of every link for every sample: (1 + 2K) * N
+    samples='all' renders x1 and x2 of every link for every sample: (1 + 2K) * N
     images, so the cost grows with the number of links K, but x is shared, which makes it the
     cheapest per (link, sample) pair. samples='split' deals the samples out to the links in
     turn (from a random first link) and renders x, x1 and x2 of each sample's own link only:

@@ -38,6 +38,15 @@ def _base_type(tp):
     return args[0] if args else tp
 
 
+def _optional(tp):
+    """argparse type of an option that may be unset: 'none' (or 'null') gives None, anything else tp(value)."""
+    def parse(value: str):
+        return None if value.strip().lower() in ("none", "null") else tp(value)
+
+    parse.__name__ = tp.__name__  # argparse names the type in its error: "invalid float value"
+    return parse
+
+
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls, section: str) -> None:
     """One flag per option of ``cls`` (nested groups included, each in its own help group); the flag's
     value lands in ``args`` under ``section.path.to.option``."""
@@ -50,12 +59,15 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, section: str) -> N
             groups[where] = parser.add_argument_group(f"{title} (also settable in --config under '{place}:')")
         tp = _base_type(o.type)
         default = o.field.default if o.field.default is not dataclasses.MISSING else o.field.default_factory()
-        help_text = o.field.metadata.get("help", "") + ("" if default in ("", None) else f" [default: {default}]")
+        optional = type(None) in typing.get_args(o.type) and tp is not bool
+        help_text = (o.field.metadata.get("help", "") + (" Give 'none' to unset." if optional else "")
+                     + ("" if default in ("", None) else f" [default: {default}]"))
         kwargs = dict(dest=".".join((section, *o.path)), default=argparse.SUPPRESS, help=help_text)
         if tp is bool:
             groups[where].add_argument(o.flag, action=argparse.BooleanOptionalAction, **kwargs)
         else:
-            groups[where].add_argument(o.flag, type=tp, choices=o.field.metadata.get("choices"),
+            groups[where].add_argument(o.flag, type=_optional(tp) if optional else tp,
+                                       choices=o.field.metadata.get("choices"),
                                        metavar=o.name.upper() if tp is not str else None, **kwargs)
 
 
