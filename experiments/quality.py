@@ -66,6 +66,9 @@ TRAIN_OPTIONS = {o.name for o in options_of(TrainConfig)}  # flat names, link_la
 RECIPE = ("batch", "lr_g", "lr_d", "beta1", "beta2", "r1_gamma", "r1_interval", "pl_weight", "pl_interval",
           "pl_batch_shrink", "pl_decay", "style_mixing", "xflip", "aug", "augpipe", "aug_target", "ada_kimg",
           "ada_interval")
+# The Glink phase of every arm unless the arm says otherwise: every link's edits for the whole batch,
+# the defaults when the study began (the modes arms measure today's defaults against them).
+STUDY_LINK = {"link_samples": "all", "link_budget": None}
 # The paper (Table 2, FFHQ eyes: MSE_o / MSE_i = 2.24 / 5.25) and the FID changes of its Table 1.
 PAPER_LOCALITY = 2.24 / 5.25
 PAPER_FID = {"FFHQ": (3.98, 5.00), "AFHQ": (8.44, 9.85), "LSUN-Car": (2.95, 3.09), "LSUN-Church": (3.82, 3.97)}
@@ -166,12 +169,12 @@ def base_recipe(base: str) -> dict:
 
 def plan(arm: str, base: str, data: str, kimg: float, settings: dict) -> Plan:
     """The fine-tune of ``arm`` from ``base`` for ``kimg`` (times the arm's factor): the base's recipe,
-    then ``settings`` (--set), then the arm's overrides and its multiples of ``kimg``."""
+    then STUDY_LINK, ``settings`` (--set), the arm's overrides and its multiples of ``kimg``."""
     spec = ARMS[arm]
     scaled = {k: factor * kimg for k, factor in spec["times_kimg"].items()}
     length = scaled.pop("kimg", kimg)
     return Plan(base, data, length, spec["links"],
-                {**base_recipe(base), **settings, **spec["overrides"], **scaled})
+                {**base_recipe(base), **STUDY_LINK, **settings, **spec["overrides"], **scaled})
 
 
 def mismatch(out: Path, p: Plan) -> str | None:
