@@ -131,7 +131,8 @@ QUARTERS = [{"name": f"q{i}", "region": {"box": [x, y, x + 0.5, y + 0.5]}, "axes
 
 def arms_in_turns(args, arms: dict[str, dict], reference: str) -> dict:
     """img/s of each arm (warm_trainer keyword arguments), the arms taking turns for ``args.rounds``
-    rounds of ``args.steps`` steps, and each one's median time relative to the ``reference`` arm."""
+    rounds of ``args.steps`` steps, and each one's time relative to the ``reference`` arm: the median
+    over rounds of the ratio within a round."""
     trainers, speeds = {}, {name: [] for name in arms}
     for name, kwargs in arms.items():
         torch.manual_seed(0)
@@ -139,9 +140,11 @@ def arms_in_turns(args, arms: dict[str, dict], reference: str) -> dict:
     for _ in range(args.rounds):
         for name, trainer in trainers.items():
             speeds[name].append(args.batch * args.steps / timed_steps(trainer, args.steps))
-    ref = statistics.median(speeds[reference])
-    return {name: {"img_per_s": statistics.median(v), f"time_vs_{reference}": ref / statistics.median(v),
-                   "rounds_img_per_s": v} for name, v in speeds.items()}
+    # Each round's ratio compares arms measured minutes apart, so a change of machine load between
+    # rounds cancels; the median over rounds is the figure.
+    ratios = {name: [r / a for r, a in zip(speeds[reference], v)] for name, v in speeds.items()}
+    return {name: {"img_per_s": statistics.median(v), f"time_vs_{reference}": statistics.median(ratios[name]),
+                   "rounds_img_per_s": v, f"rounds_time_vs_{reference}": ratios[name]} for name, v in speeds.items()}
 
 
 def bench_links(args) -> dict:
