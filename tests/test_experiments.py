@@ -237,10 +237,25 @@ def test_quality_page_from_a_partial_json_shows_what_is_measured_and_not_run_yet
     assert "| `sweep-4links-in1-out3` | λ_in 1, λ_out 3 | not run yet | not run yet |" in page
     assert ("- sweep: 2 of 16 arms measured; to measure the rest: "
             "`python experiments/quality.py --data data/toyfaces32.zip --only sweep`") in page
-    assert "- 1 link: λ_in 1, λ_out 3 keeps FID within 10% (+5%) at locality 0.400 (1 of 5 strengths measured)." in page
-    assert "- 2 links: not run yet." in page
+    assert ("- 1 link (FID ≤ +10% at locality ≤ 0.1 and ≥ 10× vanilla's): not met (1 of 5 strengths measured); the "
+            "most local arm within the FID target, λ_in 1, reaches locality 0.400 on its least local link (+5%).") in page
+    assert "- 2 links (FID ≤ +15% at locality ≤ 0.1 and ≥ 10× vanilla's): not run yet." in page
     assert "![FID change and recall against locality](../images/quality-tradeoff.png)" in page
     assert page.index("linkgan dataset toyfaces --n 20000 --res 32") < page.index("## Status"), "commands on top"
+
+
+def test_quality_verdict_names_the_arm_that_meets_the_targets_and_what_misses_them(lab):
+    import quality
+
+    data = partial_quality_json()
+    data["arms"]["sweep-1link-in10-out30"]["fid"] = 21.6  # +8% at locality 0.08, vanilla 1.6: met
+    line = quality.verdict(data).splitlines()[0]
+    assert line.endswith("met by λ_in 10 (locality 0.080, FID +8%) (2 of 5 strengths measured).")
+    data["arms"]["sweep-1link-in10-out30"]["fid"] = 23.0  # +15%: local enough, too costly
+    line = quality.verdict(data).splitlines()[0]
+    assert "not met" in line and "the arms local enough cost at least +15% (λ_in 10)" in line
+    data["arms"]["sweep-1link-in10-out30"]["baseline"]["eyes"]["locality"] = 0.5  # 0.08 is not 10x better than 0.5
+    assert "the arms local enough" not in quality.verdict(data).splitlines()[0]
 
 
 def test_quality_plot_has_one_curve_per_measured_link_count_with_its_vanilla(lab):
