@@ -118,3 +118,13 @@ def test_an_option_that_may_be_unset_takes_none_on_the_command_line(image_folder
     saved = RunConfig.from_dict(load_checkpoint(out).config)
     assert saved.train.link.budget is None and saved.train.ema_rampup is None
     assert saved.train.link.samples == "auto" and RunConfig().train.link.budget == 3.0
+
+
+def test_link_strength_scales_both_lambdas(image_folder, tmp_path):
+    from linkgan.training import Trainer
+
+    cfg = tiny_run(image_folder, tmp_path / "run", link_strength=0.1, link_lambda_in=10.0, link_lambda_out=30.0)
+    cfg.links = [{"name": "top", "region": {"box": [0, 0, 1, 0.5]}, "axes": 8}]
+    link = Trainer(cfg, progress=False).link
+    assert (link.lambda_in, link.lambda_out) == pytest.approx((1.0, 3.0))
+    assert cfg.train.link.lambda_in == 10.0, "the config keeps the lambdas as given"

@@ -62,7 +62,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, section: str) -> N
         optional = type(None) in typing.get_args(o.type) and tp is not bool
         help_text = (o.field.metadata.get("help", "") + (" Give 'none' to unset." if optional else "")
                      + ("" if default in ("", None) else f" [default: {default}]"))
-        kwargs = dict(dest=".".join((section, *o.path)), default=argparse.SUPPRESS, help=help_text)
+        kwargs = dict(dest=".".join((section, *o.path)), default=argparse.SUPPRESS,
+                      help=help_text.replace("%", "%%"))  # argparse formats help with %
         if tp is bool:
             groups[where].add_argument(o.flag, action=argparse.BooleanOptionalAction, **kwargs)
         else:
