@@ -536,7 +536,7 @@ def compute_fid_kid(G, dataset, names, *, device=None, progress: bool = False,
     # One pass over the real images per selection, with features when any metric of it needs them
     # (asking for stats first and features later would read the dataset twice).
     selection = {m.name: None if m.full else m.num_gen for m in metrics}
-    needs_features = {n for m in metrics if m.kind in ("kid", "pr") for n in [selection[m.name]]}
+    needs_features = {selection[m.name] for m in metrics if m.kind in ("kid", "pr")}
     reals = {n: dataset_statistics(dataset, n, with_features=n in needs_features, batch=batch, progress=progress,
                                    cache_dir=cache_dir, inception=inception, workers=workers)
              for n in dict.fromkeys(selection.values())}

@@ -338,6 +338,10 @@ class LatentPartition:
         """bool (w_dim,): True on every W channel outside link ``name``'s group."""
         return ~self.axes_mask(name, device=device)
 
+    def free_axes(self, device=None) -> torch.Tensor:
+        """bool (w_dim,): True on the W channels that belong to no link."""
+        return ~self.axes_tensor(device).any(0)
+
     def region_mask(self, name: str, res: int, device=None) -> torch.Tensor:
         """bool (res, res): the fixed region of link ``name``; semantic regions raise RegionError."""
         return self[name].region.mask(res, device=device)

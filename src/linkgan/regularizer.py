@@ -116,7 +116,7 @@ def renders_per_sample(samples: str, partition: LatentPartition) -> int:
     if samples == "split":
         return 3
     if samples == "factorized":
-        return 1 + k + int(not bool(partition.axes_tensor().any(0).all()))
+        return 1 + k + int(bool(partition.free_axes().any()))
     return 1 + 2 * k
 
 
@@ -237,12 +237,13 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
         axes = partition.axes_tensor(ws.device)
         for k in range(len(names)):
             batch.add_delta(axis_deltas(ws, axes[k], alpha, perturb, generator))  # x1: the link's axes
-        free = ~axes.any(0)
-        if bool(free.any()):
+        free = partition.free_axes(ws.device)
+        has_free = bool(free.any())
+        if has_free:
             batch.add_delta(axis_deltas(ws, free, alpha, perturb, generator))  # x_f: the free axes
         chunks = batch.render(G, c)
         x = chunks[0]
-        xf = chunks[-1] if bool(free.any()) else x  # no free axes: L_in rests on the other links' L_out
+        xf = chunks[-1] if has_free else x  # no free axes: L_in rests on the other links' L_out
         for k, name in enumerate(names):
             x1 = chunks[1 + k]
             inside, outside = _edit_terms(x, x1, xf, *_region_masks(partition, masks, name, x, x1, xf), form)
