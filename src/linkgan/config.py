@@ -213,7 +213,7 @@ class LinkConfig:
                                "(--link-batch or --batch): 3 (the default) is what one link costs in every mode. "
                                "With more links the sub-batch shrinks to fit (at least 1 sample per process), so "
                                "that the phase costs about the same whatever the number of links (four links: "
-                               "1.01x vanilla's step time instead of 1.62x); each link then learns from fewer "
+                               "1.12x vanilla's step time, as one link, instead of 1.57x); each link then learns from fewer "
                                "samples per step (locality up to 1.3x looser after the same kimg). Unset (null "
                                "in a config file) for no cap.")
     start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
