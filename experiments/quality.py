@@ -9,7 +9,11 @@ compared with a vanilla fine-tune of the same base, length and non-link options:
             G_ema's half-life, the paper's absolute loss
   modes     2 and 4 links at λ 3/9 with --link-samples auto --link-budget 3 (the Glink phase at one
             link's cost), beside the same links with every edit of the whole batch
-  fashion   Fashion-MNIST 32 px: a vanilla and a top-half link (256 axes) fine-tune of --fashion-base
+  target    today's defaults (the locality target --link-target 0.1, factorized sampling, the render
+            budget) for 1, 2 and 4 links and the Fashion-MNIST centre box, each beside its twin at
+            fixed weights (--link-target none)
+  fashion   Fashion-MNIST 32 px: a vanilla fine-tune of --fashion-base, a top-half link (256 axes) and
+            a centre box (64 axes, the issue's real-photo check) at the old defaults
 Each fine-tune continues its base's own G/D recipe (learning rates, R1, style mixing, x-flips,
 augmentation: RECIPE), the arm's train options on top. Each arm is measured: masked MSE per link
 (--n samples; locality = mse_out / mse_in), the vanilla arm on the same links, and FID with
@@ -45,6 +49,7 @@ import argparse
 import dataclasses
 import functools
 import importlib.util
+import json
 import sys
 import time
 from pathlib import Path
@@ -58,7 +63,7 @@ from linkgan.fid import MetricsExtraError, find_inception_file
 from linkgan.metrics import metric_of
 
 # ---------------------------------------------------------------------------------------- the arms
-GROUPS = ("sweep", "ablation", "modes", "fashion")
+GROUPS = ("sweep", "ablation", "modes", "target", "fashion")
 DATASETS = ("toyfaces", "fashion")
 ARM_EXTRAS = ("groups", "vanilla", "dataset", "times_kimg")
 TRAIN_OPTIONS = {o.name for o in options_of(TrainConfig)}  # flat names, link_lambda_in among them
@@ -66,9 +71,10 @@ TRAIN_OPTIONS = {o.name for o in options_of(TrainConfig)}  # flat names, link_la
 RECIPE = ("batch", "lr_g", "lr_d", "beta1", "beta2", "r1_gamma", "r1_interval", "pl_weight", "pl_interval",
           "pl_batch_shrink", "pl_decay", "style_mixing", "xflip", "aug", "augpipe", "aug_target", "ada_kimg",
           "ada_interval")
-# The Glink phase of every arm unless the arm says otherwise: every link's edits for the whole batch,
-# the defaults when the study began (the modes arms measure today's defaults against them).
-STUDY_LINK = {"link_samples": "all", "link_budget": None}
+# The Glink phase of every arm unless the arm says otherwise: every link's edits for the whole batch
+# at fixed weights, the defaults when the study began (the modes and target arms measure today's
+# defaults against them).
+STUDY_LINK = {"link_samples": "all", "link_budget": None, "link_target": None}
 # The paper (Table 2, FFHQ eyes: MSE_o / MSE_i = 2.24 / 5.25) and the FID changes of its Table 1.
 PAPER_LOCALITY = 2.24 / 5.25
 PAPER_FID = {"FFHQ": (3.98, 5.00), "AFHQ": (8.44, 9.85), "LSUN-Car": (2.95, 3.09), "LSUN-Church": (3.82, 3.97)}
@@ -87,6 +93,8 @@ DATA_COMMANDS = ("linkgan dataset toyfaces --n 20000 --res 32 --out data/toyface
 COMMANDS = {"sweep": "python experiments/quality.py --data data/toyfaces32.zip --only sweep",
             "ablation": "python experiments/quality.py --data data/toyfaces32.zip --only ablation",
             "modes": "python experiments/quality.py --data data/toyfaces32.zip --only modes",
+            "target": "python experiments/quality.py --data data/toyfaces32.zip --fashion-base builtin:fmnist32-base "
+                      "--fashion-data data/fmnist32.zip --only target",
             "fashion": "python experiments/quality.py --fashion-base builtin:fmnist32-base "
                        "--fashion-data data/fmnist32.zip --only fashion   # the shipped --preset small32 base (ada.md)"}
 REPORT_COMMAND = "python experiments/quality.py --report-only"
@@ -149,6 +157,7 @@ def selected_arms(only: list[str], names: list[str]) -> list[str]:
         raise ValueError(f"unknown arms or groups {unknown}; the groups are {', '.join(GROUPS)} and the arms "
                          f"(experiments/arms/quality.yaml) {', '.join(ARMS)}")
     chosen = set(names) if names else {a for a, spec in ARMS.items() if set(spec["groups"]) & set(only)}
+    chosen |= {TARGET_TWINS[a] for a in chosen if a in TARGET_TWINS and "target" in only}
     chosen |= {ARMS[a]["vanilla"] for a in chosen if ARMS[a]["vanilla"]}
     return sorted(chosen, key=lambda a: (bool(ARMS[a]["links"]), list(ARMS).index(a)))
 
@@ -284,6 +293,8 @@ def run_study(args, res: Results, arms: list[str], command: str) -> None:
             continue
         if res.get("arms", arm, "mse") is None:
             res.put(measure(runs / arm, links, args.n), "arms", arm, "mse")
+        if plans[arm].overrides.get("link_target") is not None and res.get("arms", arm, "link_scale") is None:
+            res.put(final_link_scale(runs / arm), "arms", arm, "link_scale")
         if res.get("arms", arm, "baseline") is None:
             twin = next((a for a in ARMS if ARMS[a]["vanilla"] == vanilla and ARMS[a]["links"] == links
                          and res.get("arms", a, "baseline") is not None), None)
@@ -294,6 +305,16 @@ def run_study(args, res: Results, arms: list[str], command: str) -> None:
             values = inception_metrics(runs / arm, plans[arm].data, [args.fid, args.pr])
             res.put(values[args.fid], "arms", arm, "fid")
             res.put(values[args.pr], "arms", arm, "pr")
+
+
+def final_link_scale(run: Path) -> dict[str, float]:
+    """{link: its strength's factor at the end of the run} from the run's stats.jsonl (--link-target)."""
+    prefix = "Progress/link_scale/"
+    for line in reversed((run / "stats.jsonl").read_text().splitlines()):
+        record = json.loads(line)
+        if any(k.startswith(prefix) for k in record):
+            return {k.removeprefix(prefix): v for k, v in record.items() if k.startswith(prefix)}
+    return {}
 
 
 # ------------------------------------------------------------------------------------- the page
@@ -352,10 +373,18 @@ def table(data: dict, rows: list[str]) -> str:
     return "\n".join([head, "|" + "---|" * 11] + [f"| {' | '.join(arm_cells(data, a))} |" for a in rows])
 
 
+# The fixed-weight arm that each target arm is read against: the same links and lambdas, --link-target none.
+TARGET_TWINS = {"target-1link": "sweep-1link-in10-out30", "target-2links": "sweep-2links-in10-out30",
+                "target-4links": "sweep-4links-in10-out30", "fashion-centre-target": "fashion-centre"}
+
+
 def group_rows(group: str) -> list[str]:
-    """The arms of a group's table: its vanilla arms first, then its arms in the file's order."""
+    """The arms of a group's table: its vanilla arms first, then its arms in the file's order (each
+    target arm after its fixed-weight twin)."""
     members = [a for a in ARMS if group in ARMS[a]["groups"]]
     vanillas = [a for a in dict.fromkeys(ARMS[m]["vanilla"] for m in members) if a]
+    if group == "target":
+        members = [a for m in members for a in (TARGET_TWINS[m], m)]
     return vanillas + [a for a in members if a not in vanillas]
 
 
@@ -453,17 +482,36 @@ def setup_text(data: dict) -> str:
 PLOT = "quality-tradeoff.png"
 
 
+def target_notes(data: dict) -> str:
+    """Per target arm: where its strength ended (from its run's stats.jsonl, stored in quality.json as
+    ``link_scale``) and its change in locality and FID against its fixed-weight twin."""
+    lines = []
+    for arm, twin in TARGET_TWINS.items():
+        r, t = data.get("arms", {}).get(arm, {}), data.get("arms", {}).get(twin, {})
+        v = data.get("arms", {}).get(ARMS[arm]["vanilla"], {})
+        if not (r.get("mse") and r.get("fid") is not None and t.get("mse") and t.get("fid") is not None and v.get("fid")):
+            lines.append(f"- `{arm}` against `{twin}`: {NOT_RUN}.")
+            continue
+        scale = r.get("link_scale")
+        ended = (", its strength ended at " + ", ".join(f"{n} {s:.2g}" for n, s in scale.items()) + " of the λs"
+                 if scale else "")
+        lines.append(f"- `{arm}`: least local link {worst(r['mse']):.3f} against {worst(t['mse']):.3f}, FID "
+                     f"{r['fid'] / v['fid'] - 1:+.0%} against {t['fid'] / v['fid'] - 1:+.0%} vs vanilla{ended}.")
+    return "\n".join(lines)
+
+
 def page_values(data: dict) -> dict:
     """The fields of docs/results/quality.template.md, each a block of Markdown made from quality.json:
     commands (to run), status, setup, ran (the commands that measured the JSON's numbers),
-    sweep/ablation/modes/fashion (tables), verdict, plot, arms (every arm's note)."""
+    sweep/ablation/modes/target/fashion (tables), verdict, plot, arms (every arm's note)."""
     has_plot = bool(tradeoff_points(data))
     return {
         "commands": "\n".join(DATA_COMMANDS + tuple(COMMANDS.values()) + (REPORT_COMMAND,)),
         "status": status(data), "setup": setup_text(data),
         "ran": "\n".join(data.get("commands", [])) or f"# {NOT_RUN}",
         "sweep": table(data, group_rows("sweep")), "ablation": table(data, group_rows("ablation")),
-        "modes": table(data, group_rows("modes")),
+        "modes": table(data, group_rows("modes")), "target": table(data, group_rows("target")),
+        "target_notes": target_notes(data),
         "fashion": table(data, group_rows("fashion")), "verdict": verdict(data),
         "plot": (f"![FID change and recall against locality](../images/{PLOT})" if has_plot else
                  f"The plot (`docs/images/{PLOT}`): {NOT_RUN}; it is drawn once a sweep arm and its vanilla have "

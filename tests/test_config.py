@@ -9,7 +9,8 @@ from conftest import tiny_run
 from linkgan.checkpoint import load_checkpoint
 from linkgan.cli import main
 from linkgan.config import (
-    V1_LINK_BEHAVIOUR,
+    CONFIG_VERSION,
+    LINK_BEHAVIOUR_BEFORE,
     ConfigError,
     ModelConfig,
     RunConfig,
@@ -40,7 +41,7 @@ def test_a_version_1_dict_reads_as_the_same_config():
     assert old["train"]["link_lambda_in"] == 3.0 and "link" not in old["train"]
     assert old["model"]["plane_resolution"] == 16 and "triplane" not in old["model"]
     again = RunConfig.from_dict(old)
-    assert again == cfg and again.version == 2
+    assert again == cfg and again.version == CONFIG_VERSION
     assert (again.train.link.lambda_in, again.train.link.samples, again.model.triplane.ray_far) == (3.0, "split", 3.5)
 
 
@@ -77,25 +78,38 @@ def test_a_version_1_config_file_still_trains(image_folder, tmp_path):
             "--link", "top=box:0,0,1,0.5@8", "--link-alpha", "0.5"]
     assert main(args) == 0
     saved = load_checkpoint(out).config
-    assert saved["version"] == 2
+    assert saved["version"] == CONFIG_VERSION
     assert {k: saved["train"]["link"][k] for k in ("lambda_in", "interval", "alpha")} == {
         "lambda_in": 2.0, "interval": 4, "alpha": 0.5}
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["link"]["interval"] == 4
 
 
-def test_shipped_version_1_checkpoints_load_as_version_2():
+def test_shipped_version_1_checkpoints_load_as_the_current_version():
     config = load_checkpoint("builtin:toyfaces").config
-    assert config["version"] == 2 and "link_lambda_in" not in config["train"]
+    assert config["version"] == CONFIG_VERSION and "link_lambda_in" not in config["train"]
     assert RunConfig.from_dict(config).train.link.lambda_in == config["train"]["link"]["lambda_in"]
 
 
 def test_a_version_1_run_keeps_the_link_behaviour_it_had():
-    """Options added in version 2 take their version-1 behaviour in a version-1 config, not today's defaults."""
+    """Options added after version 1 take their version-1 behaviour in a version-1 config, not today's defaults."""
     old = version_1(RunConfig())
-    for name in V1_LINK_BEHAVIOUR:
+    behaviour = {name: value for pins in LINK_BEHAVIOUR_BEFORE.values() for name, value in pins.items()}
+    for name in behaviour:
         del old["train"]["link_" + name]
     cfg = RunConfig.from_dict(old)
-    assert {name: getattr(cfg.train.link, name) for name in V1_LINK_BEHAVIOUR} == V1_LINK_BEHAVIOUR
+    assert {name: getattr(cfg.train.link, name) for name in behaviour} == behaviour == {
+        "budget": None, "strength": 1.0, "target": None}
+
+
+def test_a_version_2_run_keeps_fixed_link_weights():
+    """--link-target came with version 3: a version-2 run resumes with fixed weights, a new run steers."""
+    old = RunConfig().to_dict()
+    old["version"] = 2
+    del old["train"]["link"]["target"]
+    assert RunConfig.from_dict(old).train.link.target is None
+    assert RunConfig().train.link.target == 0.1
+    explicit = {**old, "train": {**old["train"], "link": {**old["train"]["link"], "target": 0.2}}}
+    assert RunConfig.from_dict(explicit).train.link.target == 0.2
 
 
 def test_resume_refuses_a_changed_link_option(image_folder, tmp_path, capsys):

@@ -181,13 +181,14 @@ def test_quality_fine_tunes_and_measures_a_sweep_arm_and_its_vanilla_then_skips_
     monkeypatch.setattr(quality, "find_inception_file", lambda: None)
     monkeypatch.setenv(fid.CACHE_ENV, str(tmp_path / "cache"))
     arm, docs, runs = "sweep-1link-in0.1-out0.3", tmp_path / "docs", tmp_path / "runs"
-    argv = ["--base", str(base), "--data", str(image_folder), "--arms", arm, "--kimg", "0.016", "--n", "8",
+    argv = ["--base", str(base), "--data", str(image_folder), "--arms", f"{arm},target-1link", "--kimg", "0.016",
+            "--n", "8",
             "--fid", "fid1k", "--pr", "pr1k", "--out", str(runs), "--docs", str(docs), "--no-plot",
             "--set", "workers=0", "--set", "grid_size=4"]
     quality.main(argv)
 
     data = json.loads((docs / "results" / "quality.json").read_text())
-    assert set(data["arms"]) == {arm, "vanilla"}, "the arm and the vanilla it is compared with"
+    assert set(data["arms"]) == {arm, "target-1link", "vanilla"}, "the arms and the vanilla they are compared with"
     measured = data["arms"][arm]
     assert set(measured["mse"]) == set(measured["baseline"]) == {"eyes"}
     assert isinstance(measured["fid"], float) and set(measured["pr"]) == {"precision", "recall"}
@@ -195,6 +196,9 @@ def test_quality_fine_tunes_and_measures_a_sweep_arm_and_its_vanilla_then_skips_
     trained = load_checkpoint(runs / arm).config["train"]
     assert (trained["link"]["lambda_in"], trained["link"]["lambda_out"]) == (0.1, 0.3)
     assert trained["r1_interval"] == 2 and trained["pl_weight"] == 2.0, "the base's own recipe is kept"
+    assert trained["link"]["target"] is None, "the study's arms keep fixed weights unless they say otherwise"
+    assert load_checkpoint(runs / "target-1link").config["train"]["link"]["target"] == 0.1
+    assert "link_scale" not in measured and 0.01 <= data["arms"]["target-1link"]["link_scale"]["eyes"] <= 1
     page = (docs / "results" / "quality.md").read_text()
     assert f"| `{arm}` | λ_in 0.1, λ_out 0.3 | 0.016 | eyes " in page and "not run yet" in page
 

@@ -1,5 +1,7 @@
 """The LinkGAN regularizer, the masked-MSE metric, and local edits."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -12,7 +14,7 @@ from linkgan.losses import LossStats
 from linkgan.metrics import masked_mse_metric, parse_metric_names
 from linkgan.networks import Generator, UnconditionalGenerator
 from linkgan.partition import LatentPartition
-from linkgan.regularizer import LinkSettings, link_loss, masked_mse
+from linkgan.regularizer import TARGET_KIMG, TARGET_MIN_SCALE, LinkSettings, link_loss, masked_mse
 from linkgan.training import Trainer, train
 
 RES, W = 16, 32
@@ -95,7 +97,8 @@ def test_regularizer_renders_every_image_in_one_batched_call_with_shared_noise(s
     p, masks = _two_boxes()
     out = link_loss(G, G.mapping(torch.randn(3, W)), p, masks, alpha=0.0, samples=samples)
     assert calls == [3 * images_per_sample]
-    assert {k for k in out if "/" in k} == {"in/a", "out/a", "in/b", "out/b"}, "3 samples reach both links"
+    terms = {"in/a", "out/a", "locality/a", "in/b", "out/b", "locality/b"}
+    assert {k for k in out if "/" in k} == terms, "3 samples reach both links"
     # alpha = 0: x1 = x2 = x (up to float rounding of batched kernels), which holds only if
     # the noise maps are shared; unshared noise of strength 1 would differ by ~1.
     x, *edits = out["images"]
@@ -373,6 +376,52 @@ def test_a_resumed_run_with_a_separate_link_optimizer_reproduces_the_uninterrupt
     for key in a.tensors:
         if key.startswith(("G.", "G_ema.", "D.")):
             assert torch.allclose(a.tensors[key], b.tensors[key], atol=1e-5), key
+
+
+def test_a_locality_target_steers_each_links_strength_within_its_bounds():
+    part = LatentPartition.from_specs([{"name": "a", "region": {"box": BOX}, "axes": 4},
+                                       {"name": "b", "region": {"box": [0, 0.6, 1, 1]}, "axes": 4}], w_dim=16)
+    link = LinkSettings(part, {}, alpha=1.0, lambda_in=10.0, lambda_out=30.0, batch=8, fakes=0.0, form="relative",
+                        samples="all", target=0.1)
+    assert link.scale == {"a": 1.0, "b": 1.0}
+    link.adapt({"a": 0.05, "b": 0.5}, images=TARGET_KIMG * 1000)  # a more local than needed, b less
+    assert link.scale["a"] == pytest.approx(0.1) and link.scale["b"] == 1.0, "never above the lambdas"
+    terms = {"in/a": torch.tensor(0.5), "out/a": torch.tensor(0.1)}
+    assert link.weighted("a", terms).item() == pytest.approx(0.1 * (10 * 0.5 + 30 * 0.1))
+    for _ in range(5):
+        link.adapt({"a": 0.0}, images=TARGET_KIMG * 1000)  # b without a locality (a 3D box) stays put
+    assert link.scale == {"a": pytest.approx(TARGET_MIN_SCALE), "b": 1.0}
+    link.adapt({"a": 0.2}, images=TARGET_KIMG * 500)
+    assert link.scale["a"] == pytest.approx(TARGET_MIN_SCALE * 10 ** 0.5), "it gains strength back when leaky"
+    fixed = LinkSettings(part, {}, 1.0, 10.0, 30.0, 8, 0.0, "relative", "all", target=None)
+    fixed.adapt({"a": 0.0, "b": 0.0}, images=10**6)
+    assert fixed.scale == {"a": 1.0, "b": 1.0}
+
+
+def test_a_resumed_run_with_a_locality_target_reproduces_the_uninterrupted_run(image_folder, tmp_path):
+    """The steered strengths are logged, checkpointed and restored. A target above any locality lowers
+    the scale by the same step after every Glink call, so its value after the run is known exactly."""
+    def cfg(out, **options):
+        c = tiny_run(image_folder, out, link_interval=2, **options)
+        c.links = [{"name": "box", "region": {"box": BOX}, "axes": 8}]
+        return c
+
+    train(cfg(tmp_path / "full", link_target=50.0), progress=False)
+    train(cfg(tmp_path / "part", link_target=50.0), progress=False, max_steps=3)
+    train(cfg(tmp_path / "part", link_target=50.0), resume=tmp_path / "part", progress=False)
+    a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "part")
+    glink_calls = 3  # 6 steps of 8 images, every second one
+    expected = 10 ** (-glink_calls * 2 * 8 / (TARGET_KIMG * 1000))
+    assert a.tensors["state.link_scale"].tolist() == pytest.approx([expected])
+    for key in a.tensors:
+        if key.startswith(("G.", "G_ema.", "D.", "state.link_scale")):
+            assert torch.allclose(a.tensors[key], b.tensors[key], atol=1e-5), key
+    stats = [json.loads(line) for line in (tmp_path / "full" / "stats.jsonl").read_text().splitlines()]
+    assert stats[-1]["Progress/link_scale/box"] == pytest.approx(expected)
+    assert all(0 < r["Loss/link/locality/box"] for r in stats if "Loss/link/locality/box" in r)
+    train(cfg(tmp_path / "fixed", link_target=None, kimg=0.016), progress=False)
+    assert load_checkpoint(tmp_path / "fixed").tensors["state.link_scale"].tolist() == [1.0]
+    assert "Progress/link_scale/box" not in (tmp_path / "fixed" / "stats.jsonl").read_text()
 
 
 def test_factorized_mode_is_refused_for_overlapping_regions(image_folder, tmp_path):

@@ -28,7 +28,8 @@ class ConfigError(InputError):
 
 # Version 1 kept every option flat in model: and train:. Version 2 groups the LinkGAN regularizer's
 # options under train: link: and the 3D generator's under model: triplane:, under the same flat names.
-CONFIG_VERSION = 2
+# Version 3 adds train: link: target (on by default).
+CONFIG_VERSION = 3
 
 
 def opt(default, help: str, flag: str | None = None, choices=None):
@@ -197,6 +198,14 @@ class LinkConfig:
                           "10/30): locality 0.076, FID +10%; 0.3: 0.12, FID +0%; 0.1: 0.20, FID -6%; 0.03: "
                           "0.37, about the paper's looser 0.43. Two and four links cost more FID at each "
                           "setting. Has no effect on the step size under --link-optimizer separate.")
+    target: float | None = opt(0.1, "Locality to steer each link's strength to: after every Glink step a link "
+                               "whose edits in that step were more local than this (mse_out / mse_in, the "
+                               "Loss/link/locality/<name> curve) loses strength, and one less local gains it "
+                               "back, by up to 10x per 2 kimg, never above the lambdas (x --link-strength) nor "
+                               "below a hundredth of them (Progress/link_scale/<name>). So a link that becomes "
+                               "local fast stops pushing G once it is local enough instead of trading realism "
+                               "for more locality. mse1k on G_ema reads about 0.6-0.8x the training edits' "
+                               "value. Unset (none) for fixed weights. 3D-box links keep fixed weights.")
     loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
                     "'relative' (each divided by the whole change of the same edit; scale free).",
                     choices=["absolute", "relative"])
@@ -371,20 +380,23 @@ def migrate_config(d: dict[str, Any]) -> dict[str, Any]:
                                   f"{{{o.path[1]}: ...}}; keep one")
             group[o.path[1]] = section_dict.pop(o.name)
         out[key] = section_dict
-    if out.get("version") == 1 and isinstance(out.get("train"), dict):
-        # Options that version 2 added: a version-1 run (resumed, or read by a tool) keeps training
-        # as it did, whatever their defaults are now.
+    version = out.get("version")
+    if isinstance(version, int) and isinstance(out.get("train"), dict):
+        # Link options that later versions added: an older run (resumed, or read by a tool) keeps
+        # training as it did, whatever their defaults are now.
         link = out["train"].setdefault("link", {})
         if isinstance(link, dict):
-            for name, value in V1_LINK_BEHAVIOUR.items():
-                link.setdefault(name, value)
+            for added_in, behaviour in LINK_BEHAVIOUR_BEFORE.items():
+                if version < added_in:
+                    for name, value in behaviour.items():
+                        link.setdefault(name, value)
     if "version" in out and isinstance(out["version"], int) and out["version"] < CONFIG_VERSION:
         out["version"] = CONFIG_VERSION
     return out
 
 
-# What a version-1 config did for the link options that version 2 added.
-V1_LINK_BEHAVIOUR = {"budget": None, "strength": 1.0}
+# What a config older than version v did for the link options that version v added: {v: {option: value}}.
+LINK_BEHAVIOUR_BEFORE = {2: {"budget": None, "strength": 1.0}, 3: {"target": None}}
 
 
 def flat_options(section_dict: dict[str, Any], cls) -> dict[str, Any]:
@@ -438,7 +450,7 @@ _RANGES = {
               "ema_rampup": (0, None, True), "workers": (0, None, True), "tick_kimg": (0, None, False),
               "snapshot_kimg": (0, None, False), "keep_ckpts": (1, None, True), "grid_size": (1, 1024, True),
               "link_interval": (1, None, True), "link_alpha": (0, None, False), "link_lambda_in": (0, None, True),
-              "link_lambda_out": (0, None, True), "link_strength": (0, None, True),
+              "link_lambda_out": (0, None, True), "link_strength": (0, None, True), "link_target": (0, None, False),
               "link_batch": (1, None, True),
               "link_budget": (3, None, True), "link_start_kimg": (0, None, True),
               "link_ramp_kimg": (0, None, True), "link_lr": (0, None, False), "gpc_swap": (0, 1, True),

@@ -96,6 +96,7 @@ class StyleGAN2Loss:
                  link: LinkSettings | None = None):
         self.G, self.D = G, D
         self.link = link
+        self.link_localities: dict[str, float] = {}  # of the last Glink call (LinkSettings.localities)
         # stylegan2-ada-pytorch updates w_avg on every training-mode mapping call (G and D phases,
         # path length); linkgan's first dialect only in the main G phase.
         self.w_avg_in_every_phase = G.numerics != "legacy"
@@ -194,6 +195,7 @@ class StyleGAN2Loss:
         elif phase == "Glink":
             n = min(self.link.batch, z.shape[0])
             loss, terms = self.link_terms(z[:n], None if c_gen is None else c_gen[:n])
+            self.link_localities = self.link.localities(terms)  # what the trainer steers --link-target by
             check_finite("link", loss, step)
             stats.add("Loss/link/total", loss)
             for key, value in terms.items():

@@ -23,7 +23,8 @@ change pixels everywhere and the outside loss could never reach zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -96,6 +97,11 @@ def share_of_change(term: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
 
 SAMPLE_MODES = ("split", "all", "factorized")
 
+# --link-target: how fast a link's strength follows its locality (a factor of 10 per this many kimg),
+# and the least of it (a link never loses its regularizer entirely, so it cannot drift back unseen).
+TARGET_KIMG = 2.0
+TARGET_MIN_SCALE = 0.01
+
 
 def resolve_sample_mode(samples: str, partition: LatentPartition) -> str:
     """The sample mode that ``samples`` names for ``partition``: 'auto' is 'factorized' for two or more
@@ -134,8 +140,10 @@ def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 def _edit_terms(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, mask_in: torch.Tensor,
-                mask_out: torch.Tensor, margin: int, form: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample L_in (x2 vs x inside ``mask_in``) and L_out (x1 vs x outside ``mask_out``).
+                mask_out: torch.Tensor, margin: int, form: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample L_in (x2 vs x inside ``mask_in``) and L_out (x1 vs x outside ``mask_out``), and the
+    locality of the link's edit x1 over the batch (its mean change outside over its mean change inside,
+    without gradient: what mse1k measures, on these edits).
 
     The two masks differ only for semantic regions in ``union`` or ``shared`` mode, where each
     is built from the region of x and the region of its edited image. margin > 0 (pixels, per
@@ -147,10 +155,19 @@ def _edit_terms(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, mask_in: to
         out_zone = 1.0 - grow_mask(mask_out, margin)
         in_zone = 1.0 - grow_mask(1.0 - mask_in, margin)
     inside, outside = masked_mse(x2, x, in_zone), masked_mse(x1, x, out_zone)
+    edit_inside = masked_mse(x1, x, mask_out)
+    locality = (outside.mean() / edit_inside.mean().clamp(min=1e-12)).detach()
     if form == "absolute":
-        return inside, outside
+        return inside, outside, locality
     return (share_of_change(inside, masked_mse(x2, x, 1.0 - mask_in)),
-            share_of_change(outside, masked_mse(x1, x, mask_out)))
+            share_of_change(outside, edit_inside), locality)
+
+
+def _add_link_terms(out: dict, name: str, partition: LatentPartition, masks: dict[str, torch.Tensor],
+                    x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, form: str) -> None:
+    """Puts link ``name``'s ``in/``, ``out/`` (means over the samples) and ``locality/`` terms into ``out``."""
+    inside, outside, locality = _edit_terms(x, x1, x2, *_region_masks(partition, masks, name, x, x1, x2), form)
+    out[f"in/{name}"], out[f"out/{name}"], out[f"locality/{name}"] = inside.mean(), outside.mean(), locality
 
 
 def _region_masks(partition: LatentPartition, masks: dict[str, torch.Tensor], name: str, x: torch.Tensor,
@@ -180,7 +197,9 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     resolution. A link missing from ``masks`` must be semantic: its masks are computed per
     sample by its segmenter on the rendered images, without gradient (see
     SemanticRegion.mask_mode). Returns a dict with per-link ``in/<name>``, ``out/<name>``
-    (scalars) and ``images``, the rendered chunks of N (EditBatch.render; x first).
+    (scalars), ``locality/<name>`` (the locality of the link's edits in this batch, without
+    gradient; LinkSettings.adapt steers by it) and ``images``, the rendered chunks of N
+    (EditBatch.render; x first).
 
     samples='all' renders x1 and x2 of every link for every sample: (1 + 2K) * N
     images, so the cost grows with the number of links K, but x is shared, which makes it the
@@ -231,8 +250,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
         x = chunks[0]
         for k, name in enumerate(names):
             x1, x2 = chunks[1 + 2 * k], chunks[2 + 2 * k]
-            inside, outside = _edit_terms(x, x1, x2, *_region_masks(partition, masks, name, x, x1, x2), form)
-            out[f"in/{name}"], out[f"out/{name}"] = inside.mean(), outside.mean()
+            _add_link_terms(out, name, partition, masks, x, x1, x2, form)
     elif samples == "factorized":
         axes = partition.axes_tensor(ws.device)
         for k in range(len(names)):
@@ -246,8 +264,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
         xf = chunks[-1] if has_free else x  # no free axes: L_in rests on the other links' L_out
         for k, name in enumerate(names):
             x1 = chunks[1 + k]
-            inside, outside = _edit_terms(x, x1, xf, *_region_masks(partition, masks, name, x, x1, xf), form)
-            out[f"in/{name}"], out[f"out/{name}"] = inside.mean(), outside.mean()
+            _add_link_terms(out, name, partition, masks, x, x1, xf, form)
     else:
         first = int(torch.randint(len(names), (), generator=generator))
         owner = (torch.arange(n) + first) % len(names)  # sample s trains link owner[s]
@@ -260,9 +277,7 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
             idx = (owner == k).nonzero().flatten().to(ws.device)
             if idx.numel() == 0:
                 continue
-            xi, x1i, x2i = x[idx], x1[idx], x2[idx]
-            inside, outside = _edit_terms(xi, x1i, x2i, *_region_masks(partition, masks, name, xi, x1i, x2i), form)
-            out[f"in/{name}"], out[f"out/{name}"] = inside.mean(), outside.mean()
+            _add_link_terms(out, name, partition, masks, x[idx], x1[idx], x2[idx], form)
     out["images"] = chunks
     return out
 
@@ -274,6 +289,10 @@ class LinkSettings:
     The values come from a run's TrainConfig.link (from_config), which holds the defaults.
     masks: link name -> (H, W) float {0,1} region mask on the training device, for fixed
     regions; semantic links are absent (their segmenter gives masks per generated image).
+
+    target: the locality that each link's strength is steered to (``adapt``), None for fixed
+    weights. scale: link name -> its factor on lambda_in and lambda_out, in [TARGET_MIN_SCALE, 1]
+    (1 for every link at first); part of a run's state, which the trainer checkpoints.
     """
 
     partition: LatentPartition
@@ -286,11 +305,17 @@ class LinkSettings:
     form: str
     samples: str
     perturb: str = "gaussian"
+    target: float | None = None
+    scale: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.partition.names:
+            self.scale.setdefault(name, 1.0)
 
     @classmethod
     def build(cls, partition: LatentPartition, resolution: int, device, *, alpha: float, lambda_in: float,
               lambda_out: float, batch: int, fakes: float, form: str = "relative",
-              samples: str = "all", perturb: str = "gaussian") -> "LinkSettings":
+              samples: str = "all", perturb: str = "gaussian", target: float | None = None) -> "LinkSettings":
         """Resolves the fixed regions' masks at ``resolution`` on ``device`` and loads every semantic
         link's segmenter now, so that a missing file fails before training; the options are named."""
         masks = {}
@@ -304,7 +329,7 @@ class LinkSettings:
                     link.region.model()  # load now: a missing file or unknown class fails before training
                 except ValueError as err:
                     raise type(err)(f"link '{link.name}': {err}") from None
-        return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form, samples, perturb)
+        return cls(partition, masks, alpha, lambda_in, lambda_out, batch, fakes, form, samples, perturb, target)
 
     @classmethod
     def from_config(cls, partition: LatentPartition, resolution: int, device, options: LinkConfig,
@@ -315,7 +340,8 @@ class LinkSettings:
         batch = budgeted_batch(batch, options.budget, renders_per_sample(samples, partition))
         return cls.build(partition, resolution, device, alpha=options.alpha,
                          lambda_in=options.strength * options.lambda_in, lambda_out=options.strength * options.lambda_out,
-                         batch=batch, fakes=options.fakes, form=options.loss, samples=samples, perturb=options.perturb)
+                         batch=batch, fakes=options.fakes, form=options.loss, samples=samples, perturb=options.perturb,
+                         target=options.target)
 
     def loss(self, G: Generator, ws: torch.Tensor,
              c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -328,9 +354,27 @@ class LinkSettings:
         return total, terms
 
     def weighted(self, name: str, terms: dict[str, torch.Tensor]) -> torch.Tensor:
-        """weight * (lambda_in L_in + lambda_out L_out) of link ``name`` from its ``terms``."""
-        weight = self.partition[name].weight
+        """weight * scale * (lambda_in L_in + lambda_out L_out) of link ``name`` from its ``terms``."""
+        weight = self.partition[name].weight * self.scale[name]
         return weight * (self.lambda_in * terms[f"in/{name}"] + self.lambda_out * terms[f"out/{name}"])
+
+    def localities(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Link name -> the ``locality/`` term of one Glink call, for the links that have one (not a
+        3D-box link, nor a link without a sample in 'split' mode)."""
+        return {n: float(terms[f"locality/{n}"]) for n in self.partition.names if f"locality/{n}" in terms}
+
+    def adapt(self, localities: dict[str, float], images: int) -> None:
+        """Steers each link's scale toward the locality ``target`` after a Glink call that stood for
+        ``images`` training images: a link more local than the target loses strength, one less
+        local gains it back, by a factor of 10 per TARGET_KIMG kimg, within [TARGET_MIN_SCALE, 1].
+        localities: ``localities(terms)``, averaged over the processes; a link absent stays put."""
+        if self.target is None:
+            return
+        step = images / (TARGET_KIMG * 1000)
+        for name, value in localities.items():
+            direction = (value > self.target) - (value < self.target)
+            log_scale = math.log10(self.scale[name]) + direction * step
+            self.scale[name] = 10.0 ** min(max(log_scale, math.log10(TARGET_MIN_SCALE)), 0.0)
 
     def perturb_some(self, ws: torch.Tensor) -> torch.Tensor:
         """Replaces the first ``fakes`` fraction of a batch by perturbed latents.

@@ -302,6 +302,8 @@ class Trainer:
             self.loss.pl_mean.copy_(ckpt.tensors["state.pl_mean"])
         if self.augment is not None and "state.aug_p" in ckpt.tensors:
             self.augment.p.copy_(ckpt.tensors["state.aug_p"])
+        if self.link is not None and "state.link_scale" in ckpt.tensors:  # --link-target's strengths go on
+            self.link.scale.update(zip(self.partition.names, ckpt.tensors["state.link_scale"].tolist()))
         rank = self.dist.rank
         if self.ada is not None and int(ckpt.state.get("world", 1)) == self.dist.world:
             signs = ckpt.tensors.get(f"state.ada_signs_rank{rank}")
@@ -337,6 +339,8 @@ class Trainer:
         extra.update({f"rng_rank{r}": s for r, s in enumerate(rng_states) if r > 0})
         if self.augment is not None:
             extra["aug_p"] = self.augment.p
+        if self.link is not None:
+            extra["link_scale"] = torch.tensor([self.link.scale[n] for n in self.partition.names], dtype=torch.float64)
         if self.ada is not None:
             signs = all_gather_objects(self.ada.signs.clone(), self.dist)
             extra.update({f"ada_signs_rank{r}": s for r, s in enumerate(signs)})
@@ -467,6 +471,8 @@ class Trainer:
                 self.scaler.update()
             else:
                 phase.opt.step()
+            if phase.name == "Glink" and self.link.target is not None:
+                self.link.adapt(self._mean_over_ranks(self.loss.link_localities), images=t.batch * phase.interval)
         if self.dist.active:
             # The running statistics follow each rank's own samples; keep one value. (G's other
             # buffers, the constant noise maps, never change after the initial broadcast.)
@@ -480,6 +486,14 @@ class Trainer:
         self.images_seen += t.batch
         self.step += 1
         self.update_ema()
+
+    def _mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
+        """Each key's mean over the processes that have it (every process gets the same dict)."""
+        if not self.dist.active:
+            return values
+        per_rank = all_gather_objects(values, self.dist)
+        keys = dict.fromkeys(k for r in per_rank for k in r)
+        return {k: float(np.mean([r[k] for r in per_rank if k in r])) for k in keys}
 
     def run(self, max_steps: int | None = None) -> TrainResult:
         """Trains until ``kimg`` (or ``max_steps`` more steps, or Ctrl-C) and saves a checkpoint."""
@@ -574,6 +588,8 @@ class Trainer:
         record = {"step": self.step, "kimg": self.images_seen / 1000, "img_per_s": speed, **means}
         if self.augment is not None:
             record["Progress/augment"] = float(self.augment.p)  # p now, not a mean over the tick
+        if self.link is not None and self.link.target is not None:
+            record.update({f"Progress/link_scale/{n}": s for n, s in self.link.scale.items()})
         for k, v in record.items():
             if k not in ("step", "kimg"):
                 writer.add_scalar(k if "/" in k else f"Timing/{k}", v, self.images_seen)
