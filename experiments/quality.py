@@ -9,7 +9,7 @@ compared with a vanilla fine-tune of the same base, length and non-link options:
             G_ema's half-life, the paper's absolute loss
   modes     2 and 4 links at λ 3/9 with --link-samples auto --link-budget 3 (the Glink phase at one
             link's cost), beside the same links with every edit of the whole batch
-  target    today's defaults (the locality target --link-target 0.1, factorized sampling, the render
+  target    today's defaults (the locality target --link-target 0.08, factorized sampling, the render
             budget) for 1, 2 and 4 links and the Fashion-MNIST centre box, each beside its twin at
             fixed weights (--link-target none)
   fashion   Fashion-MNIST 32 px: a vanilla fine-tune of --fashion-base, a top-half link (256 axes) and
@@ -343,8 +343,9 @@ def change_text(arm: str) -> str:
 
 
 def arm_cells(data: dict, arm: str) -> list[str]:
-    """One arm's row: arm | change | kimg | locality per link | vanilla, same links | FID | vanilla FID |
-    vs vanilla | precision | recall | recall vs vanilla."""
+    """One arm's row: arm | change | kimg | locality per link | vanilla, same links | the edit's change
+    inside and outside against vanilla's | FID | vanilla FID | vs vanilla | precision | recall | recall
+    vs vanilla."""
     r = data.get("arms", {}).get(arm, {})
     vanilla = ARMS[arm]["vanilla"]
     v = data.get("arms", {}).get(vanilla, {}) if vanilla else {}
@@ -354,8 +355,12 @@ def arm_cells(data: dict, arm: str) -> list[str]:
             per_link = r.get(key)
             cells.append(", ".join(f"{short(k)} {m['locality']:.3f}" for k, m in per_link.items()) if per_link
                          else NOT_RUN)
+        mse, base = r.get("mse"), r.get("baseline")
+        cells.append(", ".join(f"{short(k)} {m['mse_in'] / base[k]['mse_in']:.1f}× / "
+                               f"{m['mse_out'] / base[k]['mse_out']:.2f}×" for k, m in mse.items())
+                     if mse and base else NOT_RUN)
     else:
-        cells += ["", ""]
+        cells += ["", "", ""]
     fid, pr = r.get("fid"), r.get("pr") or {}
     vfid, vpr = v.get("fid"), v.get("pr") or {}
     cells += [num(fid, ".2f"), num(vfid, ".2f") if vanilla else "",
@@ -368,14 +373,17 @@ def arm_cells(data: dict, arm: str) -> list[str]:
 
 def table(data: dict, rows: list[str]) -> str:
     fid, pr = (data.get("setup") or {}).get("fid", "fid2k"), (data.get("setup") or {}).get("pr", "pr2k")
-    head = (f"| arm | change from the defaults | kimg | locality per link | vanilla, same links | {fid} | vanilla "
-            f"{fid} | vs vanilla | precision ({pr}) | recall ({pr}) | recall vs vanilla |")
-    return "\n".join([head, "|" + "---|" * 11] + [f"| {' | '.join(arm_cells(data, a))} |" for a in rows])
+    head = (f"| arm | change from the defaults | kimg | locality per link | vanilla, same links | change inside / "
+            f"outside, × vanilla's | {fid} | vanilla {fid} | vs vanilla | precision ({pr}) | recall ({pr}) | "
+            "recall vs vanilla |")
+    return "\n".join([head, "|" + "---|" * 12] + [f"| {' | '.join(arm_cells(data, a))} |" for a in rows])
 
 
 # The fixed-weight arm that each target arm is read against: the same links and lambdas, --link-target none.
-TARGET_TWINS = {"target-1link": "sweep-1link-in10-out30", "target-2links": "sweep-2links-in10-out30",
-                "target-4links": "sweep-4links-in10-out30", "fashion-centre-target": "fashion-centre"}
+TARGET_TWINS = {"target-1link": "sweep-1link-in10-out30", "target0.1-1link": "sweep-1link-in10-out30",
+                "target-2links": "sweep-2links-in10-out30", "target-4links": "sweep-4links-in10-out30",
+                "fashion-top-target": "fashion-top", "fashion-top-target0.1": "fashion-top",
+                "fashion-centre-target0.1": "fashion-centre"}
 
 
 def group_rows(group: str) -> list[str]:
@@ -384,7 +392,7 @@ def group_rows(group: str) -> list[str]:
     members = [a for a in ARMS if group in ARMS[a]["groups"]]
     vanillas = [a for a in dict.fromkeys(ARMS[m]["vanilla"] for m in members) if a]
     if group == "target":
-        members = [a for m in members for a in (TARGET_TWINS[m], m)]
+        members = list(dict.fromkeys(a for m in members for a in (TARGET_TWINS[m], m)))
     return vanillas + [a for a in members if a not in vanillas]
 
 

@@ -107,7 +107,7 @@ def test_a_version_2_run_keeps_fixed_link_weights():
     old["version"] = 2
     del old["train"]["link"]["target"]
     assert RunConfig.from_dict(old).train.link.target is None
-    assert RunConfig().train.link.target == 0.1
+    assert RunConfig().train.link.target == 0.08
     explicit = {**old, "train": {**old["train"], "link": {**old["train"]["link"], "target": 0.2}}}
     assert RunConfig.from_dict(explicit).train.link.target == 0.2
 

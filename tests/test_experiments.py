@@ -197,7 +197,7 @@ def test_quality_fine_tunes_and_measures_a_sweep_arm_and_its_vanilla_then_skips_
     assert (trained["link"]["lambda_in"], trained["link"]["lambda_out"]) == (0.1, 0.3)
     assert trained["r1_interval"] == 2 and trained["pl_weight"] == 2.0, "the base's own recipe is kept"
     assert trained["link"]["target"] is None, "the study's arms keep fixed weights unless they say otherwise"
-    assert load_checkpoint(runs / "target-1link").config["train"]["link"]["target"] == 0.1
+    assert load_checkpoint(runs / "target-1link").config["train"]["link"]["target"] == 0.08
     assert "link_scale" not in measured and 0.01 <= data["arms"]["target-1link"]["link_scale"]["eyes"] <= 1
     page = (docs / "results" / "quality.md").read_text()
     assert f"| `{arm}` | λ_in 0.1, λ_out 0.3 | 0.016 | eyes " in page and "not run yet" in page
@@ -234,10 +234,10 @@ def test_quality_page_from_a_partial_json_shows_what_is_measured_and_not_run_yet
     (tmp_path / "results" / "quality.json").write_text(json.dumps(partial_quality_json()))
     quality.main(["--report-only", "--docs", str(tmp_path), "--no-plot"])
     page = (tmp_path / "results" / "quality.md").read_text()
-    assert ("| `sweep-1link-in1-out3` | λ_in 1, λ_out 3 | 10 | eyes 0.400 | eyes 1.600 | 21.00 | 20.00 | +5% | "
-            "0.700 | 0.450 | -0.050 |") in page
-    assert ("| `sweep-1link-in10-out30` | λ_in 10, λ_out 30 | 10 | eyes 0.080 | eyes 1.600 | not run yet | 20.00 | "
-            "not run yet | not run yet | not run yet | not run yet |") in page
+    assert ("| `sweep-1link-in1-out3` | λ_in 1, λ_out 3 | 10 | eyes 0.400 | eyes 1.600 | eyes 1.0× / 0.25× | 21.00 | "
+            "20.00 | +5% | 0.700 | 0.450 | -0.050 |") in page
+    assert ("| `sweep-1link-in10-out30` | λ_in 10, λ_out 30 | 10 | eyes 0.080 | eyes 1.600 | eyes 1.0× / 0.05× | "
+            "not run yet | 20.00 | not run yet | not run yet | not run yet | not run yet |") in page
     assert "| `sweep-4links-in1-out3` | λ_in 1, λ_out 3 | not run yet | not run yet |" in page
     assert ("- sweep: 2 of 16 arms measured; to measure the rest: "
             "`python experiments/quality.py --data data/toyfaces32.zip --only sweep`") in page
