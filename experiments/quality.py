@@ -334,12 +334,13 @@ def worst(per_link: dict | None) -> float | None:
 def change_text(arm: str) -> str:
     """The arm's train options as the page shows them: λ_in 1, ema_kimg 0.1, kimg 2x, ..."""
     names = {"link_lambda_in": "λ_in", "link_lambda_out": "λ_out", "link_alpha": "α", "link_fakes": "link_fakes",
-             "link_interval": "interval", "link_loss": "loss", "link_samples": "samples", "link_budget": "budget"}
+             "link_interval": "interval", "link_loss": "loss", "link_samples": "samples", "link_budget": "budget",
+             "link_target": "target"}
     spec = ARMS[arm]
     parts = [f"{names.get(k, k)} {'none' if v is None else f'{v:g}' if isinstance(v, float) else v}"
              for k, v in spec["overrides"].items()]
     parts += [f"{k} {v:g}× --kimg" if k != "kimg" else f"{v:g}× as long" for k, v in spec["times_kimg"].items()]
-    return ", ".join(parts) or ("the defaults" if spec["links"] else "no links")
+    return ", ".join(parts) or ("none (λ 10/30, fixed)" if spec["links"] else "no links")
 
 
 def arm_cells(data: dict, arm: str) -> list[str]:
@@ -373,7 +374,7 @@ def arm_cells(data: dict, arm: str) -> list[str]:
 
 def table(data: dict, rows: list[str]) -> str:
     fid, pr = (data.get("setup") or {}).get("fid", "fid2k"), (data.get("setup") or {}).get("pr", "pr2k")
-    head = (f"| arm | change from the defaults | kimg | locality per link | vanilla, same links | change inside / "
+    head = (f"| arm | change from λ 10/30, all, fixed | kimg | locality per link | vanilla, same links | change inside / "
             f"outside, × vanilla's | {fid} | vanilla {fid} | vs vanilla | precision ({pr}) | recall ({pr}) | "
             "recall vs vanilla |")
     return "\n".join([head, "|" + "---|" * 12] + [f"| {' | '.join(arm_cells(data, a))} |" for a in rows])
@@ -381,7 +382,9 @@ def table(data: dict, rows: list[str]) -> str:
 
 # The fixed-weight arm that each target arm is read against: the same links and lambdas, --link-target none.
 TARGET_TWINS = {"target-1link": "sweep-1link-in10-out30", "target0.1-1link": "sweep-1link-in10-out30",
-                "target-2links": "sweep-2links-in10-out30", "target-4links": "sweep-4links-in10-out30",
+                "target-2links": "sweep-2links-in10-out30", "target-2links-auto": "sweep-2links-in10-out30",
+                "target-2links-all-budget3": "sweep-2links-in10-out30",
+                "target-4links": "sweep-4links-in10-out30",
                 "fashion-top-target": "fashion-top", "fashion-top-target0.1": "fashion-top",
                 "fashion-centre-target0.1": "fashion-centre"}
 
@@ -466,6 +469,31 @@ def verdict(data: dict) -> str:
     return "\n".join(lines)
 
 
+# The arms that run today's defaults, per link count (the issue's targets apply to them).
+DEFAULT_ARMS = {1: "target-1link", 2: "target-2links", 4: "target-4links"}
+
+
+def defaults_verdict(data: dict) -> str:
+    """Per link count: whether today's defaults (DEFAULT_ARMS) meet the targets, with the numbers."""
+    lines = []
+    for count, arm in DEFAULT_ARMS.items():
+        r, v = data.get("arms", {}).get(arm, {}), data.get("arms", {}).get(ARMS[arm]["vanilla"], {})
+        target = FID_TARGETS[count]
+        head = (f"- {count} link{'s' if count > 1 else ''} at the defaults (`{arm}`; FID ≤ {target:+.0%} at locality "
+                f"≤ {LOCALITY_TARGET:g} and ≥ {LOCALITY_GAIN:g}× vanilla's)")
+        if not (r.get("mse") and r.get("baseline") and r.get("fid") is not None and v.get("fid")):
+            lines.append(f"{head}: {NOT_RUN}.")
+            continue
+        change = r["fid"] / v["fid"] - 1
+        local = local_enough(r)
+        gains = ", ".join(f"{short(k)} {m['locality']:.3f} ({r['baseline'][k]['locality'] / m['locality']:.1f}× "
+                          "vanilla's)" for k, m in r["mse"].items())
+        missed = [what for what, bad in (("locality", not local), ("FID", change > target)) if bad]
+        lines.append(f"{head}: {'met' if not missed else 'not met (' + ' and '.join(missed) + ')'}; locality "
+                     f"{gains}, FID {change:+.0%}.")
+    return "\n".join(lines)
+
+
 def status(data: dict) -> str:
     lines = []
     for group in GROUPS:
@@ -508,6 +536,22 @@ def target_notes(data: dict) -> str:
     return "\n".join(lines)
 
 
+def kimg_note(data: dict) -> str:
+    """The ablation's finding on the fine-tune's length: each longer arm's FID change against its own
+    vanilla and its locality, beside the reference's."""
+    arms = data.get("arms", {})
+    parts = []
+    for arm in ("ablation-kimg2x", "ablation-kimg3x"):
+        r, v = arms.get(arm, {}), arms.get(ARMS[arm]["vanilla"], {})
+        if r.get("mse") and r.get("fid") is not None and v.get("fid"):
+            local = ", ".join(f"{short(k)} {m['locality']:.3f}" for k, m in r["mse"].items())
+            parts.append(f"`{arm}` reaches {local} at FID {r['fid'] / v['fid'] - 1:+.0%} against its own vanilla "
+                         f"fine-tune of {r['kimg']:g} kimg")
+    if not parts:
+        return f"**The fine-tune's length** (2× and 3× as long): {NOT_RUN}."
+    return "**The fine-tune's length**: " + "; ".join(parts) + "."
+
+
 def page_values(data: dict) -> dict:
     """The fields of docs/results/quality.template.md, each a block of Markdown made from quality.json:
     commands (to run), status, setup, ran (the commands that measured the JSON's numbers),
@@ -519,7 +563,8 @@ def page_values(data: dict) -> dict:
         "ran": "\n".join(data.get("commands", [])) or f"# {NOT_RUN}",
         "sweep": table(data, group_rows("sweep")), "ablation": table(data, group_rows("ablation")),
         "modes": table(data, group_rows("modes")), "target": table(data, group_rows("target")),
-        "target_notes": target_notes(data),
+        "target_notes": target_notes(data), "defaults_verdict": defaults_verdict(data),
+        "kimg_note": kimg_note(data),
         "fashion": table(data, group_rows("fashion")), "verdict": verdict(data),
         "plot": (f"![FID change and recall against locality](../images/{PLOT})" if has_plot else
                  f"The plot (`docs/images/{PLOT}`): {NOT_RUN}; it is drawn once a sweep arm and its vanilla have "

@@ -127,11 +127,12 @@ def test_an_option_that_may_be_unset_takes_none_on_the_command_line(image_folder
     args = ["train", "--data", str(image_folder), "--out", str(out), "--res", "16", "--z-dim", "32", "--w-dim", "32",
             "--map-layers", "2", "--cbase", "256", "--cmax", "32", "--batch", "8", "--workers", "0", "--grid-size", "4",
             "--no-progress", "--kimg", "0.008", "--snapshot-kimg", "1", "--link", "top=box:0,0,1,0.5@8",
-            "--link-budget", "none", "--ema-rampup", "None"]
+            "--link-target", "none", "--ema-rampup", "None"]
     assert main(args) == 0
     saved = RunConfig.from_dict(load_checkpoint(out).config)
-    assert saved.train.link.budget is None and saved.train.ema_rampup is None
-    assert saved.train.link.samples == "auto" and RunConfig().train.link.budget == 3.0
+    assert saved.train.link.target is None and saved.train.ema_rampup is None
+    assert RunConfig().train.link.target == 0.08 and RunConfig().train.ema_rampup is not None
+    assert saved.train.link.samples == "all" and saved.train.link.budget is None, "the defaults"
 
 
 def test_link_strength_scales_both_lambdas(image_folder, tmp_path):

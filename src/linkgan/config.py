@@ -204,30 +204,34 @@ class LinkConfig:
                                "back, by up to 10x per 2 kimg, never above the lambdas (x --link-strength) nor "
                                "below a hundredth of them (Progress/link_scale/<name>). So a link that becomes "
                                "local fast stops pushing G once it is local enough instead of trading realism "
-                               "for more locality. mse1k on G_ema reads about 0.6-0.9x the training edits' "
+                               "for more locality. mse1k on G_ema reads about 0.75-1x the training edits' "
                                "value. Measured (docs/results/quality.md, 10-kimg fine-tunes): a Fashion-MNIST "
                                "top-half link that fixed weights drive to locality 0.024 at FID +188% ends at "
-                               "0.085 and FID +121%; links that are not yet local (toyfaces eyes) train as with "
-                               "fixed weights. Unset (none) for fixed weights. 3D-box links keep fixed weights.")
+                               "0.060 and FID +118% (0.085 and +121% with a target of 0.1); toyfaces eyes, not "
+                               "that local yet, end as with fixed weights (0.077 against 0.076; with 0.1, 0.098). "
+                               "Unset (none) for fixed weights. 3D-box links keep fixed weights.")
     loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
                     "'relative' (each divided by the whole change of the same edit; scale free).",
                     choices=["absolute", "relative"])
     batch: int | None = opt(None, "Sub-batch of the Glink phase; unset = the whole batch (less under --link-budget).")
-    samples: str = opt("auto", "How the Glink sub-batch serves several links: 'all' renders every link's edits "
-                       "for every sample ((1 + 2K) images per sample); 'split' deals the samples out to "
-                       "the links (3 images per sample whatever K is: cheaper, but each link learns from "
-                       "fewer samples and locality comes slower); 'factorized' renders one edit per link "
+    samples: str = opt("all", "How the Glink sub-batch serves several links: 'all' (the default) renders every "
+                       "link's edits for every sample ((1 + 2K) images per sample); 'split' deals the samples "
+                       "out to the links (3 images per sample whatever K is: cheaper, but each link learns "
+                       "from fewer samples and locality comes slower); 'factorized' renders one edit per link "
                        "plus one edit of the free axes ((2 + K) images per sample) and lets each link's "
                        "outside term stand for the other links' share of its inside term; 'auto' is "
-                       "'factorized' for two or more disjoint links and 'all' otherwise.",
+                       "'factorized' for two or more disjoint links and 'all' otherwise. Measured with two "
+                       "links at the default weights (docs/results/quality.md): 'all' FID +14% over vanilla, "
+                       "'auto' with --link-budget 3 +28% (the faces lose their hair).",
                        choices=["all", "split", "factorized", "auto"])
-    budget: float | None = opt(3.0, "Cap on the images the Glink phase renders, as a multiple of its sub-batch "
-                               "(--link-batch or --batch): 3 (the default) is what one link costs in every mode. "
-                               "With more links the sub-batch shrinks to fit (at least 1 sample per process), so "
-                               "that the phase costs about the same whatever the number of links (four links: "
-                               "1.12x vanilla's step time, as one link, instead of 1.57x); each link then learns from fewer "
-                               "samples per step (locality up to 1.3x looser after the same kimg). Unset (null "
-                               "in a config file) for no cap.")
+    budget: float | None = opt(None, "Cap on the images the Glink phase renders, as a multiple of its sub-batch "
+                               "(--link-batch or --batch): 3 is what one link costs in every mode. With more "
+                               "links the sub-batch shrinks to fit (at least 1 sample per process), so that the "
+                               "phase costs about the same whatever the number of links (four links: 1.12x "
+                               "vanilla's step time, as one link, instead of 1.57x); each link then learns from "
+                               "fewer samples per step, which costs locality and FID (two links at the default "
+                               "weights: FID +21% instead of +14%). Unset (the default; null in a config file) "
+                               "for no cap.")
     start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
                             "scratch).")
     ramp_kimg: float = opt(0.0, "Ramp: scale lambda_in and lambda_out linearly from 0 to their values over this "
