@@ -221,7 +221,7 @@ class LinkConfig:
                        "plus one edit of the free axes ((2 + K) images per sample) and lets each link's "
                        "outside term stand for the other links' share of its inside term; 'auto' is "
                        "'factorized' for two or more disjoint links and 'all' otherwise. Measured with two "
-                       "links at the default weights (docs/results/quality.md): 'all' FID +14% over vanilla, "
+                       "links at the default weights (docs/results/quality.md): 'all' FID +18% over vanilla, "
                        "'auto' with --link-budget 3 +28% (the faces lose their hair).",
                        choices=["all", "split", "factorized", "auto"])
     budget: float | None = opt(None, "Cap on the images the Glink phase renders, as a multiple of its sub-batch "
@@ -230,7 +230,7 @@ class LinkConfig:
                                "phase costs about the same whatever the number of links (four links: 1.12x "
                                "vanilla's step time, as one link, instead of 1.57x); each link then learns from "
                                "fewer samples per step, which costs locality and FID (two links at the default "
-                               "weights: FID +21% instead of +14%). Unset (the default; null in a config file) "
+                               "weights: FID +21% instead of +18%). Unset (the default; null in a config file) "
                                "for no cap.")
     start_kimg: float = opt(0.0, "Warm-up: start the regularizer after this many kimg (for training from "
                             "scratch).")
