@@ -580,11 +580,10 @@ class Trainer:
 
     def _log_tick(self, writer, stats: LossStats, speed: float) -> None:
         """Appends the tick's means (over all ranks) to stats.jsonl and TensorBoard; rank 0 writes."""
-        per_rank = all_gather_objects(stats.means(), self.dist)
+        means = self._mean_over_ranks(stats.means())
         stats.clear()
         if not self.dist.is_main:
             return
-        means = {k: float(np.mean([m[k] for m in per_rank if k in m])) for k in per_rank[0]}
         record = {"step": self.step, "kimg": self.images_seen / 1000, "img_per_s": speed, **means}
         if self.augment is not None:
             record["Progress/augment"] = float(self.augment.p)  # p now, not a mean over the tick
