@@ -9,9 +9,10 @@ compared with a vanilla fine-tune of the same base, length and non-link options:
             G_ema's half-life, the paper's absolute loss
   modes     2 and 4 links at λ 3/9 with --link-samples auto --link-budget 3 (the Glink phase at one
             link's cost), beside the same links with every edit of the whole batch
-  target    today's defaults (the locality target --link-target 0.08, factorized sampling, the render
-            budget) for 1, 2 and 4 links and the Fashion-MNIST centre box, each beside its twin at
-            fixed weights (--link-target none)
+  target    today's defaults (the locality target --link-target 0.08, every link's edits for the
+            whole batch) for 1, 2 and 4 links and the Fashion-MNIST top half, each beside its twin at
+            fixed weights (--link-target none); a target of 0.1; two links with factorized sampling
+            and the render budget, the defaults of version 2 of the config
   fashion   Fashion-MNIST 32 px: a vanilla fine-tune of --fashion-base, a top-half link (256 axes) and
             a centre box (64 axes, the issue's real-photo check) at the old defaults
 Each fine-tune continues its base's own G/D recipe (learning rates, R1, style mixing, x-flips,
@@ -343,6 +344,14 @@ def change_text(arm: str) -> str:
     return ", ".join(parts) or ("none (λ 10/30, fixed)" if spec["links"] else "no links")
 
 
+def fid_change(data: dict, arm: str) -> float | None:
+    """The arm's FID over its vanilla fine-tune's, minus 1 (+0.1 is 10% worse); None until both are
+    measured, or for an arm without a vanilla."""
+    arms, vanilla = data.get("arms", {}), ARMS[arm]["vanilla"]
+    fid, vfid = arms.get(arm, {}).get("fid"), arms.get(vanilla, {}).get("fid") if vanilla else None
+    return fid / vfid - 1 if fid is not None and vfid else None
+
+
 def arm_cells(data: dict, arm: str) -> list[str]:
     """One arm's row: arm | change | kimg | locality per link | vanilla, same links | the edit's change
     inside and outside against vanilla's | FID | vanilla FID | vs vanilla | precision | recall | recall
@@ -365,7 +374,7 @@ def arm_cells(data: dict, arm: str) -> list[str]:
     fid, pr = r.get("fid"), r.get("pr") or {}
     vfid, vpr = v.get("fid"), v.get("pr") or {}
     cells += [num(fid, ".2f"), num(vfid, ".2f") if vanilla else "",
-              num(fid / vfid - 1 if fid is not None and vfid else None, "+.0%") if vanilla else "",
+              num(fid_change(data, arm), "+.0%") if vanilla else "",
               num(pr.get("precision"), ".3f"), num(pr.get("recall"), ".3f"),
               (num(pr["recall"] - vpr["recall"] if "recall" in pr and "recall" in vpr else None, "+.3f")
                if vanilla else "")]
@@ -411,10 +420,11 @@ def tradeoff_points(data: dict) -> dict[int, dict]:
     curves = {}
     for arm, spec in ARMS.items():
         r, v = data.get("arms", {}).get(arm, {}), data.get("arms", {}).get(spec["vanilla"], {})
-        if "sweep" not in spec["groups"] or not (r.get("mse") and r.get("fid") is not None and v.get("fid")):
+        change = fid_change(data, arm)
+        if "sweep" not in spec["groups"] or not r.get("mse") or change is None:
             continue
         curve = curves.setdefault(len(spec["links"]), {"arms": [], "vanilla": None})
-        curve["arms"].append({"arm": arm, "locality": worst(r["mse"]), "fid_change": r["fid"] / v["fid"] - 1,
+        curve["arms"].append({"arm": arm, "locality": worst(r["mse"]), "fid_change": change,
                               "recall": (r.get("pr") or {}).get("recall")})
         if r.get("baseline"):
             curve["vanilla"] = {"locality": worst(r["baseline"]), "recall": (v.get("pr") or {}).get("recall")}
@@ -477,14 +487,13 @@ def defaults_verdict(data: dict) -> str:
     """Per link count: whether today's defaults (DEFAULT_ARMS) meet the targets, with the numbers."""
     lines = []
     for count, arm in DEFAULT_ARMS.items():
-        r, v = data.get("arms", {}).get(arm, {}), data.get("arms", {}).get(ARMS[arm]["vanilla"], {})
+        r, change = data.get("arms", {}).get(arm, {}), fid_change(data, arm)
         target = FID_TARGETS[count]
         head = (f"- {count} link{'s' if count > 1 else ''} at the defaults (`{arm}`; FID ≤ {target:+.0%} at locality "
                 f"≤ {LOCALITY_TARGET:g} and ≥ {LOCALITY_GAIN:g}× vanilla's)")
-        if not (r.get("mse") and r.get("baseline") and r.get("fid") is not None and v.get("fid")):
+        if not (r.get("mse") and r.get("baseline")) or change is None:
             lines.append(f"{head}: {NOT_RUN}.")
             continue
-        change = r["fid"] / v["fid"] - 1
         local = local_enough(r)
         gains = ", ".join(f"{short(k)} {m['locality']:.3f} ({r['baseline'][k]['locality'] / m['locality']:.1f}× "
                           "vanilla's)" for k, m in r["mse"].items())
@@ -524,15 +533,15 @@ def target_notes(data: dict) -> str:
     lines = []
     for arm, twin in TARGET_TWINS.items():
         r, t = data.get("arms", {}).get(arm, {}), data.get("arms", {}).get(twin, {})
-        v = data.get("arms", {}).get(ARMS[arm]["vanilla"], {})
-        if not (r.get("mse") and r.get("fid") is not None and t.get("mse") and t.get("fid") is not None and v.get("fid")):
+        change, twin_change = fid_change(data, arm), fid_change(data, twin)
+        if not (r.get("mse") and t.get("mse")) or change is None or twin_change is None:
             lines.append(f"- `{arm}` against `{twin}`: {NOT_RUN}.")
             continue
         scale = r.get("link_scale")
         ended = (", its strength ended at " + ", ".join(f"{n} {s:.2g}" for n, s in scale.items()) + " of the λs"
                  if scale else "")
         lines.append(f"- `{arm}`: least local link {worst(r['mse']):.3f} against {worst(t['mse']):.3f}, FID "
-                     f"{r['fid'] / v['fid'] - 1:+.0%} against {t['fid'] / v['fid'] - 1:+.0%} vs vanilla{ended}.")
+                     f"{change:+.0%} against {twin_change:+.0%} vs vanilla{ended}.")
     return "\n".join(lines)
 
 
@@ -542,10 +551,10 @@ def kimg_note(data: dict) -> str:
     arms = data.get("arms", {})
     parts = []
     for arm in ("ablation-kimg2x", "ablation-kimg3x"):
-        r, v = arms.get(arm, {}), arms.get(ARMS[arm]["vanilla"], {})
-        if r.get("mse") and r.get("fid") is not None and v.get("fid"):
+        r, change = arms.get(arm, {}), fid_change(data, arm)
+        if r.get("mse") and change is not None:
             local = ", ".join(f"{short(k)} {m['locality']:.3f}" for k, m in r["mse"].items())
-            parts.append(f"`{arm}` reaches {local} at FID {r['fid'] / v['fid'] - 1:+.0%} against its own vanilla "
+            parts.append(f"`{arm}` reaches {local} at FID {change:+.0%} against its own vanilla "
                          f"fine-tune of {r['kimg']:g} kimg")
     if not parts:
         return f"**The fine-tune's length** (2× and 3× as long): {NOT_RUN}."
