@@ -1,4 +1,4 @@
-# Quick start: `make demo` (fine-tune the shipped toyfaces generator with eyes and mouth links, ~5 min on 2 cores) and `make test`.
+# Quick start: `make demo` (fine-tune the shipped toyfaces generator with eyes and mouth links, ~6-7 min on 2 cores) and `make test`.
 # Both create or reuse the local virtualenv .venv, with the CPU build of torch 2.13.0.
 VENV ?= .venv
 PYTHON ?= python3
