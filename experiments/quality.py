@@ -6,13 +6,15 @@ compared with a vanilla fine-tune of the same base, length and non-link options:
             λ_in/λ_out from 0.1/0.3 (a hundredth of the defaults) up to the defaults 10/30
   ablation  eyes + mouth, one change at a time from the defaults: λ_in, λ_out, the share of
             perturbed fakes, α, the lazy interval, a warm-up ramp, 2x and 3x the fine-tune length,
-            G_ema's half-life, the paper's absolute loss
+            G_ema's half-life, the paper's absolute loss, swap edits, the Glink step's own Adam
   modes     2 and 4 links at λ 3/9 with --link-samples auto --link-budget 3 (the Glink phase at one
             link's cost), beside the same links with every edit of the whole batch
-  target    today's defaults (the locality target --link-target 0.08, every link's edits for the
-            whole batch) for 1, 2 and 4 links and the Fashion-MNIST top half, each beside its twin at
-            fixed weights (--link-target none); a target of 0.1; two links with factorized sampling
-            and the render budget, the defaults of version 2 of the config
+  target    the defaults of version 3 of the config (the locality target --link-target 0.08, every
+            link's Gaussian edits for the whole batch) for 1, 2 and 4 links and the Fashion-MNIST top
+            half, each beside its twin at fixed weights (--link-target none); a target of 0.1; two
+            links with factorized sampling and the render budget, the defaults of version 2
+  swap      today's defaults (version 4: swap edits, --link-perturb swap, with the target 0.08) for 1,
+            2 and 4 links and both Fashion-MNIST links, each beside its twin with Gaussian edits
   fashion   Fashion-MNIST 32 px: a vanilla fine-tune of --fashion-base, a top-half link (256 axes) and
             a centre box (64 axes, the issue's real-photo check) at the old defaults
 Each fine-tune continues its base's own G/D recipe (learning rates, R1, style mixing, x-flips,
@@ -64,7 +66,7 @@ from linkgan.fid import MetricsExtraError, find_inception_file
 from linkgan.metrics import metric_of
 
 # ---------------------------------------------------------------------------------------- the arms
-GROUPS = ("sweep", "ablation", "modes", "target", "fashion")
+GROUPS = ("sweep", "ablation", "modes", "target", "swap", "fashion")
 DATASETS = ("toyfaces", "fashion")
 ARM_EXTRAS = ("groups", "vanilla", "dataset", "times_kimg")
 TRAIN_OPTIONS = {o.name for o in options_of(TrainConfig)}  # flat names, link_lambda_in among them
@@ -72,10 +74,10 @@ TRAIN_OPTIONS = {o.name for o in options_of(TrainConfig)}  # flat names, link_la
 RECIPE = ("batch", "lr_g", "lr_d", "beta1", "beta2", "r1_gamma", "r1_interval", "pl_weight", "pl_interval",
           "pl_batch_shrink", "pl_decay", "style_mixing", "xflip", "aug", "augpipe", "aug_target", "ada_kimg",
           "ada_interval")
-# The Glink phase of every arm unless the arm says otherwise: every link's edits for the whole batch
-# at fixed weights, the defaults when the study began (the modes and target arms measure today's
-# defaults against them).
-STUDY_LINK = {"link_samples": "all", "link_budget": None, "link_target": None}
+# The Glink phase of every arm unless the arm says otherwise: every link's Gaussian edits for the whole
+# batch at fixed weights, the defaults when the study began (the modes, target and swap arms measure
+# later defaults against them).
+STUDY_LINK = {"link_samples": "all", "link_budget": None, "link_target": None, "link_perturb": "gaussian"}
 # The paper (Table 2, FFHQ eyes: MSE_o / MSE_i = 2.24 / 5.25) and the FID changes of its Table 1.
 PAPER_LOCALITY = 2.24 / 5.25
 PAPER_FID = {"FFHQ": (3.98, 5.00), "AFHQ": (8.44, 9.85), "LSUN-Car": (2.95, 3.09), "LSUN-Church": (3.82, 3.97)}
@@ -96,6 +98,8 @@ COMMANDS = {"sweep": "python experiments/quality.py --data data/toyfaces32.zip -
             "modes": "python experiments/quality.py --data data/toyfaces32.zip --only modes",
             "target": "python experiments/quality.py --data data/toyfaces32.zip --fashion-base builtin:fmnist32-base "
                       "--fashion-data data/fmnist32.zip --only target",
+            "swap": "python experiments/quality.py --data data/toyfaces32.zip --fashion-base builtin:fmnist32-base "
+                    "--fashion-data data/fmnist32.zip --only swap",
             "fashion": "python experiments/quality.py --fashion-base builtin:fmnist32-base "
                        "--fashion-data data/fmnist32.zip --only fashion   # the shipped --preset small32 base (ada.md)"}
 REPORT_COMMAND = "python experiments/quality.py --report-only"
@@ -158,7 +162,7 @@ def selected_arms(only: list[str], names: list[str]) -> list[str]:
         raise ValueError(f"unknown arms or groups {unknown}; the groups are {', '.join(GROUPS)} and the arms "
                          f"(experiments/arms/quality.yaml) {', '.join(ARMS)}")
     chosen = set(names) if names else {a for a, spec in ARMS.items() if set(spec["groups"]) & set(only)}
-    chosen |= {TARGET_TWINS[a] for a in chosen if a in TARGET_TWINS and "target" in only}
+    chosen |= {TWINS[g][a] for g in only if g in TWINS for a in chosen if a in TWINS[g]}
     chosen |= {ARMS[a]["vanilla"] for a in chosen if ARMS[a]["vanilla"]}
     return sorted(chosen, key=lambda a: (bool(ARMS[a]["links"]), list(ARMS).index(a)))
 
@@ -336,7 +340,7 @@ def change_text(arm: str) -> str:
     """The arm's train options as the page shows them: λ_in 1, ema_kimg 0.1, kimg 2x, ..."""
     names = {"link_lambda_in": "λ_in", "link_lambda_out": "λ_out", "link_alpha": "α", "link_fakes": "link_fakes",
              "link_interval": "interval", "link_loss": "loss", "link_samples": "samples", "link_budget": "budget",
-             "link_target": "target"}
+             "link_target": "target", "link_perturb": "edits", "link_optimizer": "optimizer", "link_lr": "link lr"}
     spec = ARMS[arm]
     parts = [f"{names.get(k, k)} {'none' if v is None else f'{v:g}' if isinstance(v, float) else v}"
              for k, v in spec["overrides"].items()]
@@ -352,9 +356,20 @@ def fid_change(data: dict, arm: str) -> float | None:
     return fid / vfid - 1 if fid is not None and vfid else None
 
 
+def region_change(m: dict, base: dict) -> str:
+    """How one link's edits move its region and the outside, against the vanilla fine-tune's on the same
+    link (masked_mse_metric's results m and base): the link's share of the region's variation, mse_in /
+    (mse_in + mse_in_complement), where 1 is a region that only the link's axes change; the region's
+    variation (that sum) over vanilla's, below 1 for a region that varies less than the data's (erased),
+    above for one exaggerated; and the change outside (mse_out) over vanilla's."""
+    variation, base_variation = m["mse_in"] + m["mse_in_complement"], base["mse_in"] + base["mse_in_complement"]
+    return (f"{m['mse_in'] / variation:.2f}, {variation / base_variation:.2f}× / "
+            f"{m['mse_out'] / base['mse_out']:.2f}×")
+
+
 def arm_cells(data: dict, arm: str) -> list[str]:
-    """One arm's row: arm | change | kimg | locality per link | vanilla, same links | the edit's change
-    inside and outside against vanilla's | FID | vanilla FID | vs vanilla | precision | recall | recall
+    """One arm's row: arm | change | kimg | locality per link | vanilla, same links | the region's and the
+    outside's change (region_change) | FID | vanilla FID | vs vanilla | precision | recall | recall
     vs vanilla."""
     r = data.get("arms", {}).get(arm, {})
     vanilla = ARMS[arm]["vanilla"]
@@ -366,8 +381,7 @@ def arm_cells(data: dict, arm: str) -> list[str]:
             cells.append(", ".join(f"{short(k)} {m['locality']:.3f}" for k, m in per_link.items()) if per_link
                          else NOT_RUN)
         mse, base = r.get("mse"), r.get("baseline")
-        cells.append(", ".join(f"{short(k)} {m['mse_in'] / base[k]['mse_in']:.1f}× / "
-                               f"{m['mse_out'] / base[k]['mse_out']:.2f}×" for k, m in mse.items())
+        cells.append(", ".join(f"{short(k)} {region_change(m, base[k])}" for k, m in mse.items())
                      if mse and base else NOT_RUN)
     else:
         cells += ["", "", ""]
@@ -383,8 +397,9 @@ def arm_cells(data: dict, arm: str) -> list[str]:
 
 def table(data: dict, rows: list[str]) -> str:
     fid, pr = (data.get("setup") or {}).get("fid", "fid2k"), (data.get("setup") or {}).get("pr", "pr2k")
-    head = (f"| arm | change from λ 10/30, all, fixed | kimg | locality per link | vanilla, same links | change inside / "
-            f"outside, × vanilla's | {fid} | vanilla {fid} | vs vanilla | precision ({pr}) | recall ({pr}) | "
+    head = (f"| arm | change from λ 10/30, all, fixed, gaussian | kimg | locality per link | vanilla, same links | "
+            f"link's share of the region's variation, the variation × vanilla's / outside × vanilla's | {fid} | "
+            f"vanilla {fid} | vs vanilla | precision ({pr}) | recall ({pr}) | "
             "recall vs vanilla |")
     return "\n".join([head, "|" + "---|" * 12] + [f"| {' | '.join(arm_cells(data, a))} |" for a in rows])
 
@@ -393,18 +408,25 @@ def table(data: dict, rows: list[str]) -> str:
 TARGET_TWINS = {"target-1link": "sweep-1link-in10-out30", "target0.1-1link": "sweep-1link-in10-out30",
                 "target-2links": "sweep-2links-in10-out30", "target-2links-auto": "sweep-2links-in10-out30",
                 "target-2links-all-budget3": "sweep-2links-in10-out30",
-                "target-4links": "sweep-4links-in10-out30",
+                "target-2links-kimg2x": "ablation-kimg2x", "target-4links": "sweep-4links-in10-out30",
                 "fashion-top-target": "fashion-top", "fashion-top-target0.1": "fashion-top",
                 "fashion-centre-target0.1": "fashion-centre"}
+
+# The arm with Gaussian edits that each swap arm is read against: the same links at the version-3 defaults
+# (the locality target 0.08); the Fashion-MNIST centre box has no such arm, so its fixed-weight one.
+SWAP_TWINS = {"swap-1link": "target-1link", "swap-2links": "target-2links", "swap-4links": "target-4links",
+              "fashion-centre-swap": "fashion-centre", "fashion-top-swap": "fashion-top-target"}
+TWINS = {"target": TARGET_TWINS, "swap": SWAP_TWINS}
 
 
 def group_rows(group: str) -> list[str]:
     """The arms of a group's table: its vanilla arms first, then its arms in the file's order (each
-    target arm after its fixed-weight twin)."""
+    target or swap arm after the twin it is read against)."""
     members = [a for a in ARMS if group in ARMS[a]["groups"]]
     vanillas = [a for a in dict.fromkeys(ARMS[m]["vanilla"] for m in members) if a]
-    if group == "target":
-        members = list(dict.fromkeys(a for m in members for a in (TARGET_TWINS[m], m)))
+    if group in TWINS:
+        members = list(dict.fromkeys(a for m in members for a in ((TWINS[group][m], m) if m in TWINS[group]
+                                                                    else (m,))))
     return vanillas + [a for a in members if a not in vanillas]
 
 
@@ -480,7 +502,7 @@ def verdict(data: dict) -> str:
 
 
 # The arms that run today's defaults, per link count (the issue's targets apply to them).
-DEFAULT_ARMS = {1: "target-1link", 2: "target-2links", 4: "target-4links"}
+DEFAULT_ARMS = {1: "swap-1link", 2: "swap-2links", 4: "swap-4links"}
 
 
 def defaults_verdict(data: dict) -> str:
@@ -527,11 +549,11 @@ def setup_text(data: dict) -> str:
 PLOT = "quality-tradeoff.png"
 
 
-def target_notes(data: dict) -> str:
-    """Per target arm: where its strength ended (from its run's stats.jsonl, stored in quality.json as
-    ``link_scale``) and its change in locality and FID against its fixed-weight twin."""
+def twin_notes(data: dict, group: str) -> str:
+    """Per target (swap) arm: where its strength ended (from its run's stats.jsonl, stored in quality.json
+    as ``link_scale``) and its change in locality and FID against its fixed-weight (Gaussian) twin."""
     lines = []
-    for arm, twin in TARGET_TWINS.items():
+    for arm, twin in TWINS[group].items():
         r, t = data.get("arms", {}).get(arm, {}), data.get("arms", {}).get(twin, {})
         change, twin_change = fid_change(data, arm), fid_change(data, twin)
         if not (r.get("mse") and t.get("mse")) or change is None or twin_change is None:
@@ -564,7 +586,8 @@ def kimg_note(data: dict) -> str:
 def page_values(data: dict) -> dict:
     """The fields of docs/results/quality.template.md, each a block of Markdown made from quality.json:
     commands (to run), status, setup, ran (the commands that measured the JSON's numbers),
-    sweep/ablation/modes/target/fashion (tables), verdict, plot, arms (every arm's note)."""
+    sweep/ablation/modes/target/swap/fashion (tables), target_notes/swap_notes, verdict, plot, arms
+    (every arm's note)."""
     has_plot = bool(tradeoff_points(data))
     return {
         "commands": "\n".join(DATA_COMMANDS + tuple(COMMANDS.values()) + (REPORT_COMMAND,)),
@@ -572,7 +595,8 @@ def page_values(data: dict) -> dict:
         "ran": "\n".join(data.get("commands", [])) or f"# {NOT_RUN}",
         "sweep": table(data, group_rows("sweep")), "ablation": table(data, group_rows("ablation")),
         "modes": table(data, group_rows("modes")), "target": table(data, group_rows("target")),
-        "target_notes": target_notes(data), "defaults_verdict": defaults_verdict(data),
+        "target_notes": twin_notes(data, "target"), "swap": table(data, group_rows("swap")),
+        "swap_notes": twin_notes(data, "swap"), "defaults_verdict": defaults_verdict(data),
         "kimg_note": kimg_note(data),
         "fashion": table(data, group_rows("fashion")), "verdict": verdict(data),
         "plot": (f"![FID change and recall against locality](../images/{PLOT})" if has_plot else

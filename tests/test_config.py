@@ -98,7 +98,7 @@ def test_a_version_1_run_keeps_the_link_behaviour_it_had():
         del old["train"]["link_" + name]
     cfg = RunConfig.from_dict(old)
     assert {name: getattr(cfg.train.link, name) for name in behaviour} == behaviour == {
-        "budget": None, "strength": 1.0, "target": None}
+        "budget": None, "strength": 1.0, "target": None, "perturb": "gaussian"}
 
 
 def test_a_version_2_run_keeps_fixed_link_weights():
@@ -110,6 +110,15 @@ def test_a_version_2_run_keeps_fixed_link_weights():
     assert RunConfig().train.link.target == 0.08
     explicit = {**old, "train": {**old["train"], "link": {**old["train"]["link"], "target": 0.2}}}
     assert RunConfig.from_dict(explicit).train.link.target == 0.2
+
+
+def test_a_version_3_run_keeps_gaussian_edits():
+    """Swap edits became the default with version 4: a version-3 config without the option keeps Gaussian ones."""
+    old = RunConfig().to_dict()
+    old["version"] = 3
+    del old["train"]["link"]["perturb"]
+    assert RunConfig.from_dict(old).train.link.perturb == "gaussian"
+    assert RunConfig().train.link.perturb == "swap"
 
 
 def test_resume_refuses_a_changed_link_option(image_folder, tmp_path, capsys):

@@ -102,6 +102,15 @@ def test_arm_files_hold_what_the_scripts_train(lab):
     assert quality.ARMS["fashion-top"]["links"] == [paper_tables.TOP_HALF]
     for group in quality.GROUPS:
         assert quality.selected_arms([group], []), group
+    # a target or swap arm is read against its twin, which differs from it in link options only
+    for group, twins in quality.TWINS.items():
+        assert set(twins) == {a for a, s in quality.ARMS.items() if group in s["groups"] and a in twins}
+        for arm, twin in twins.items():
+            assert quality.ARMS[arm]["links"] == quality.ARMS[twin]["links"], arm
+            assert twin in quality.selected_arms([group], []) and twin in quality.group_rows(group)
+            assert quality.group_rows(group).index(twin) < quality.group_rows(group).index(arm)
+    assert set(quality.SWAP_TWINS) == {a for a, s in quality.ARMS.items() if "swap" in s["groups"]}
+    assert set(quality.DEFAULT_ARMS.values()) <= set(quality.SWAP_TWINS), "today's defaults are the swap arms"
     # the paper tables link the regularizer's eyes run in as their own eyes arm, so the boxes must agree
     assert arms["regularizer"]["eyes"]["links"] == [lab.EYES]
     assert arms["regularizer"]["eyes_mouth"]["links"] == [lab.EYES, lab.MOUTH]
@@ -234,9 +243,10 @@ def test_quality_page_from_a_partial_json_shows_what_is_measured_and_not_run_yet
     (tmp_path / "results" / "quality.json").write_text(json.dumps(partial_quality_json()))
     quality.main(["--report-only", "--docs", str(tmp_path), "--no-plot"])
     page = (tmp_path / "results" / "quality.md").read_text()
-    assert ("| `sweep-1link-in1-out3` | λ_in 1, λ_out 3 | 10 | eyes 0.400 | eyes 1.600 | eyes 1.0× / 0.25× | 21.00 | "
+    assert ("| `sweep-1link-in1-out3` | λ_in 1, λ_out 3 | 10 | eyes 0.400 | eyes 1.600 | eyes 0.33, 1.00× / 0.25× | "
+            "21.00 | "
             "20.00 | +5% | 0.700 | 0.450 | -0.050 |") in page
-    assert ("| `sweep-1link-in10-out30` | λ_in 10, λ_out 30 | 10 | eyes 0.080 | eyes 1.600 | eyes 1.0× / 0.05× | "
+    assert ("| `sweep-1link-in10-out30` | λ_in 10, λ_out 30 | 10 | eyes 0.080 | eyes 1.600 | eyes 0.33, 1.00× / 0.05× | "
             "not run yet | 20.00 | not run yet | not run yet | not run yet | not run yet |") in page
     assert "| `sweep-4links-in1-out3` | λ_in 1, λ_out 3 | not run yet | not run yet |" in page
     assert ("- sweep: 2 of 16 arms measured; to measure the rest: "
@@ -246,6 +256,16 @@ def test_quality_page_from_a_partial_json_shows_what_is_measured_and_not_run_yet
     assert "- 2 links (FID ≤ +15% at locality ≤ 0.1 and ≥ 10× vanilla's): not run yet." in page
     assert "![FID change and recall against locality](../images/quality-tradeoff.png)" in page
     assert page.index("linkgan dataset toyfaces --n 20000 --res 32") < page.index("## Status"), "commands on top"
+
+
+def test_quality_region_change_reads_the_link_against_its_region_and_vanilla(lab):
+    import quality
+
+    arm = {"mse_in": 0.03, "mse_in_complement": 0.01, "mse_out": 0.002}
+    vanilla = {"mse_in": 0.004, "mse_in_complement": 0.016, "mse_out": 0.004}
+    # the link moves 3/4 of its region's variation, the region varies twice as much as vanilla's, the
+    # outside half as much
+    assert quality.region_change(arm, vanilla) == "0.75, 2.00× / 0.50×"
 
 
 def test_quality_verdict_names_the_arm_that_meets_the_targets_and_what_misses_them(lab):

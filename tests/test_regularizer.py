@@ -10,6 +10,7 @@ from conftest import tiny_run
 from linkgan.checkpoint import load_checkpoint
 from linkgan.config import RunConfig
 from linkgan.editing import edit_latents, transplant_latents
+from linkgan.errors import InputError
 from linkgan.losses import LossStats
 from linkgan.metrics import masked_mse_metric, parse_metric_names
 from linkgan.networks import Generator, UnconditionalGenerator
@@ -205,6 +206,20 @@ def test_swap_edits_take_the_moved_axes_from_another_sample_of_the_batch(samples
     assert torch.equal(out[2:], mixed[2:])
     with pytest.raises(ValueError, match="perturbation must be one of"):
         link_loss(rec, ws, p, masks, alpha=1.0, perturb="uniform")
+
+
+def test_swap_edits_refuse_a_glink_sub_batch_of_one(image_folder, tmp_path):
+    """A lone sample has no other w to swap toward, so its regularizer would silently do nothing."""
+    p, _ = _two_boxes()
+    with pytest.raises(InputError, match="1 sample per process"):
+        LinkSettings.build(p, RES, "cpu", alpha=1.0, lambda_in=1.0, lambda_out=1.0, batch=1, fakes=0.0,
+                           perturb="swap")
+    LinkSettings.build(p, RES, "cpu", alpha=1.0, lambda_in=1.0, lambda_out=1.0, batch=1, fakes=0.0)  # gaussian
+    cfg = tiny_run(image_folder, tmp_path / "run", link_batch=1)
+    cfg.links = [{"name": "box", "region": {"box": BOX}, "axes": 8}]
+    with pytest.raises(InputError, match="raise --batch, --link-batch or --link-budget"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run" / "config.yaml").exists(), "refused before the run folder is written"
 
 
 def test_gradients_of_the_regularizer_reach_the_synthesis_network():

@@ -28,8 +28,9 @@ class ConfigError(InputError):
 
 # Version 1 kept every option flat in model: and train:. Version 2 groups the LinkGAN regularizer's
 # options under train: link: and the 3D generator's under model: triplane:, under the same flat names.
-# Version 3 adds train: link: target (on by default).
-CONFIG_VERSION = 3
+# Version 3 adds train: link: target (on by default). Version 4 makes train: link: perturb 'swap' by
+# default; an older config that leaves it out keeps 'gaussian' (LINK_BEHAVIOUR_BEFORE).
+CONFIG_VERSION = 4
 
 
 def opt(default, help: str, flag: str | None = None, choices=None):
@@ -186,18 +187,20 @@ class LinkConfig:
 
     interval: int = opt(8, "Lazy LinkGAN regularizer: run the Glink phase every this many steps; its loss is "
                         "scaled by the interval.")
-    alpha: float = opt(1.0, "Perturbation strength alpha: w axes move by alpha * N(0, I).")
+    alpha: float = opt(1.0, "Perturbation strength alpha: the edited w axes move alpha of the way to another "
+                       "sample's w (--link-perturb swap) or by alpha * N(0, I) (gaussian).")
     lambda_in: float = opt(10.0, "Weight lambda_in of L_in (change inside the region when the complement moves); "
                            "a link's 'weight' in the links file multiplies it for that link.")
     lambda_out: float = opt(30.0, "Weight lambda_out of L_out (change outside the region when the link's axes "
                             "move); a link's 'weight' multiplies it for that link.")
     strength: float = opt(1.0, "The locality-quality knob: scales lambda_in and lambda_out together. Higher is "
                           "more local and costs more realism; lower keeps the model closer to vanilla and lets "
-                          "edits leak. Measured on toyfaces, one eyes link, 10-kimg fine-tune, against a vanilla "
-                          "fine-tune whose locality is 0.83 (docs/results/quality.md): 1 (the default, lambda "
-                          "10/30): locality 0.076, FID +10%; 0.3: 0.12, FID +0%; 0.1: 0.20, FID -6%; 0.03: "
-                          "0.37, about the paper's looser 0.43. Two and four links cost more FID at each "
-                          "setting. Has no effect on the step size under --link-optimizer separate.")
+                          "edits leak. Measured on toyfaces, one eyes link, 10-kimg fine-tune with Gaussian "
+                          "edits at fixed weights, against a vanilla fine-tune whose locality is 0.83 "
+                          "(docs/results/quality.md): 1 (the default, lambda 10/30): locality 0.076, FID +10%; "
+                          "0.3: 0.12, FID +0%; 0.1: 0.20, FID -6%; 0.03: 0.37, about the paper's looser 0.43. "
+                          "Two and four links cost more FID at each setting. Has no effect on the step size "
+                          "under --link-optimizer separate.")
     target: float | None = opt(0.08, "Locality to steer each link's strength to: after every Glink step a link "
                                "whose edits in that step were more local than this (mse_out / mse_in, the "
                                "Loss/link/locality/<name> curve) loses strength, and one less local gains it "
@@ -205,11 +208,12 @@ class LinkConfig:
                                "below a hundredth of them (Progress/link_scale/<name>). So a link that becomes "
                                "local fast stops pushing G once it is local enough instead of trading realism "
                                "for more locality. mse1k on G_ema reads about 0.75-1x the training edits' "
-                               "value. Measured (docs/results/quality.md, 10-kimg fine-tunes): a Fashion-MNIST "
-                               "top-half link that fixed weights drive to locality 0.024 at FID +188% ends at "
-                               "0.060 and FID +118% (0.085 and +121% with a target of 0.1); toyfaces eyes, not "
-                               "that local yet, end as with fixed weights (0.077 against 0.076; with 0.1, 0.098). "
-                               "Unset (none) for fixed weights. 3D-box links keep fixed weights.")
+                               "value. Measured with Gaussian edits (docs/results/quality.md, 10-kimg "
+                               "fine-tunes): a Fashion-MNIST top-half link that fixed weights drive to "
+                               "locality 0.024 at FID +188% ends at 0.060 and FID +118% (0.085 and +121% with a "
+                               "target of 0.1); toyfaces eyes, not that local yet, end as with fixed weights "
+                               "(0.077 against 0.076; with 0.1, 0.098). Unset (none) for fixed weights. 3D-box "
+                               "links keep fixed weights.")
     loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
                     "'relative' (each divided by the whole change of the same edit; scale free).",
                     choices=["absolute", "relative"])
@@ -221,8 +225,8 @@ class LinkConfig:
                        "plus one edit of the free axes ((2 + K) images per sample) and lets each link's "
                        "outside term stand for the other links' share of its inside term; 'auto' is "
                        "'factorized' for two or more disjoint links and 'all' otherwise. Measured with two "
-                       "links at the default weights (docs/results/quality.md): 'all' FID +18% over vanilla, "
-                       "'auto' with --link-budget 3 +28% (the faces lose their hair).",
+                       "links at the default weights and Gaussian edits (docs/results/quality.md): 'all' FID "
+                       "+18% over vanilla, 'auto' with --link-budget 3 +28% (the faces lose their hair).",
                        choices=["all", "split", "factorized", "auto"])
     budget: float | None = opt(None, "Cap on the images the Glink phase renders, as a multiple of its sub-batch "
                                "(--link-batch or --batch): 3 is what one link costs in every mode. With more "
@@ -237,10 +241,14 @@ class LinkConfig:
     ramp_kimg: float = opt(0.0, "Ramp: scale lambda_in and lambda_out linearly from 0 to their values over this "
                            "many kimg after link_start_kimg, so that G adapts to the regularizer gradually "
                            "(0 = full weight at once).")
-    perturb: str = opt("gaussian", "How the regularizer's edits (and the perturbed fakes) move w: 'gaussian' adds "
-                       "alpha * N(0, I) to the moved axes (the paper's); 'swap' moves them alpha of the "
-                       "way to another sample's w, so that at alpha 1 they are resampled from the model's "
-                       "own W distribution: the edit that `linkgan edit` makes and mse1k measures.",
+    perturb: str = opt("swap", "How the regularizer's edits (and the perturbed fakes) move w: 'swap' (the "
+                       "default) moves the moved axes alpha of the way to another sample's w in the Glink "
+                       "sub-batch, so that at alpha 1 they are resampled from the model's own W distribution: "
+                       "the edit that `linkgan edit` makes and mse1k measures (it needs 2 or more samples per "
+                       "process); 'gaussian' adds alpha * N(0, I) (the paper's), which lands about 2 standard "
+                       "deviations of W off it per axis. Measured with two links at the default weights "
+                       "(docs/results/quality.md): 'swap' locality 0.044/0.033 at FID +6% over vanilla, "
+                       "'gaussian' 0.087/0.083 at +14%.",
                        choices=["gaussian", "swap"])
     optimizer: str = opt("shared", "Which Adam moments the lazy Glink step uses: 'shared' is StyleGAN2's lazy "
                          "regularization (G's one Adam; the link gradient, multiplied by the interval, "
@@ -403,7 +411,7 @@ def migrate_config(d: dict[str, Any]) -> dict[str, Any]:
 
 
 # What a config older than version v did for the link options that version v added: {v: {option: value}}.
-LINK_BEHAVIOUR_BEFORE = {2: {"budget": None, "strength": 1.0}, 3: {"target": None}}
+LINK_BEHAVIOUR_BEFORE = {2: {"budget": None, "strength": 1.0}, 3: {"target": None}, 4: {"perturb": "gaussian"}}
 
 
 def flat_options(section_dict: dict[str, Any], cls) -> dict[str, Any]:

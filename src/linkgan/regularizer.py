@@ -318,6 +318,10 @@ class LinkSettings:
               samples: str = "all", perturb: str = "gaussian", target: float | None = None) -> "LinkSettings":
         """Resolves the fixed regions' masks at ``resolution`` on ``device`` and loads every semantic
         link's segmenter now, so that a missing file fails before training; the options are named."""
+        if perturb == "swap" and batch < 2 and len(partition):
+            raise InputError("--link-perturb swap moves each sample's axes toward another sample's w in the Glink "
+                             f"sub-batch, which here has {batch} sample per process: raise --batch, --link-batch "
+                             "or --link-budget, or use --link-perturb gaussian")
         masks = {}
         for link in partition:
             if link.region.is_fixed:
