@@ -14,7 +14,8 @@ compared with a vanilla fine-tune of the same base, length and non-link options:
             half, each beside its twin at fixed weights (--link-target none); a target of 0.1; two
             links with factorized sampling and the render budget, the defaults of version 2
   swap      today's defaults (version 4: swap edits, --link-perturb swap, with the target 0.08) for 1,
-            2 and 4 links and both Fashion-MNIST links, each beside its twin with Gaussian edits
+            2 and 4 links and both Fashion-MNIST links, each beside its twin with Gaussian edits; the
+            four corners twice as long; 2 and 4 links with factorized sampling and the render budget
   fashion   Fashion-MNIST 32 px: a vanilla fine-tune of --fashion-base, a top-half link (256 axes) and
             a centre box (64 axes, the issue's real-photo check) at the old defaults
 Each fine-tune continues its base's own G/D recipe (learning rates, R1, style mixing, x-flips,

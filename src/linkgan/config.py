@@ -242,13 +242,14 @@ class LinkConfig:
                            "many kimg after link_start_kimg, so that G adapts to the regularizer gradually "
                            "(0 = full weight at once).")
     perturb: str = opt("swap", "How the regularizer's edits (and the perturbed fakes) move w: 'swap' (the "
-                       "default) moves the moved axes alpha of the way to another sample's w in the Glink "
+                       "default) moves the edited axes alpha of the way to another sample's w in the Glink "
                        "sub-batch, so that at alpha 1 they are resampled from the model's own W distribution: "
                        "the edit that `linkgan edit` makes and mse1k measures (it needs 2 or more samples per "
                        "process); 'gaussian' adds alpha * N(0, I) (the paper's), which lands about 2 standard "
-                       "deviations of W off it per axis. Measured with two links at the default weights "
-                       "(docs/results/quality.md): 'swap' locality 0.044/0.033 at FID +6% over vanilla, "
-                       "'gaussian' 0.087/0.083 at +14%.",
+                       "deviations of W off it per axis. Measured with two links at the default lambdas, fixed "
+                       "weights (docs/results/quality.md): 'swap' locality 0.044/0.033 at FID +6% over "
+                       "vanilla, 'gaussian' 0.087/0.083 at +14%; at the defaults (the locality target) "
+                       "'swap' 0.076/0.061 at +9%, 'gaussian' 0.085/0.087 at +18%.",
                        choices=["gaussian", "swap"])
     optimizer: str = opt("shared", "Which Adam moments the lazy Glink step uses: 'shared' is StyleGAN2's lazy "
                          "regularization (G's one Adam; the link gradient, multiplied by the interval, "
