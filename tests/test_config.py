@@ -84,6 +84,20 @@ def test_a_version_1_config_file_still_trains(image_folder, tmp_path):
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["link"]["interval"] == 4
 
 
+def test_shared_axes_are_saved_with_the_run_and_come_back_with_its_partition(image_folder, tmp_path):
+    from linkgan.pipeline import LinkGANPipeline
+
+    out = tmp_path / "run"
+    args = ["train", "--data", str(image_folder), "--out", str(out), "--res", "16", "--z-dim", "32", "--w-dim", "32",
+            "--map-layers", "2", "--cbase", "256", "--cmax", "32", "--batch", "8", "--workers", "0", "--grid-size", "4",
+            "--no-progress", "--kimg", "0.008", "--link", "top=box:0,0,1,0.5@12", "--link", "bottom=box:0,0.5,1,1@12",
+            "--link-shared-axes", "8"]
+    assert main(args) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["link"]["shared_axes"] == 8
+    links = LinkGANPipeline.load(out, device="cpu").links
+    assert links.shared == 8 and links.complement_mask("top").nonzero().flatten().tolist() == list(range(12, 24))
+
+
 def test_shipped_version_1_checkpoints_load_as_the_current_version():
     config = load_checkpoint("builtin:toyfaces").config
     assert config["version"] == CONFIG_VERSION and "link_lambda_in" not in config["train"]

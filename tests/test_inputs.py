@@ -22,6 +22,9 @@ TINY = ["--z-dim", "32", "--w-dim", "32", "--map-layers", "2", "--cbase", "256",
     (["--w-dim", "0"], "--w-dim must be at least 1"),
     (["--style-mixing", "1.5"], "--style-mixing must be at least 0 and at most 1"),
     (["--link-lambda-out", "-1"], "--link-lambda-out must be at least 0"),
+    (["--link-shared-axes", "-1"], "--link-shared-axes must be at least 0"),
+    (["--link", "c=box:0,0,0.5,0.5@24", "--link-shared-axes", "16"],
+     "the links ask for 24 channels of W in total (c 24) and 16 shared axes but w_dim is 32"),
 ])
 def test_train_refuses_out_of_range_options_before_writing(image_folder, tmp_path, capsys, option, message):
     out = tmp_path / "run"

@@ -296,3 +296,43 @@ def test_shape_mismatch_errors_name_both_shapes(part):
         part.perturb_axes(ws, "eyes", torch.zeros(2, 32))
     with pytest.raises(LinkError, match=r"got \(3, 4, 16\); the partition was built for w_dim=32"):
         part.perturb_axes(torch.zeros(3, 4, 16), "eyes", torch.zeros(3, 16))
+
+
+# -- shared axes (--link-shared-axes) ---------------------------------------------------------
+
+CORNERS = [{"name": n, "region": {"box": box}, "axes": 96} for n, box in
+           (("tl", [0, 0, 0.5, 0.5]), ("tr", [0.5, 0, 1, 0.5]), ("bl", [0, 0.5, 0.5, 1]), ("br", [0.5, 0.5, 1, 1]))]
+
+
+def test_shared_axes_are_the_last_channels_and_in_no_links_complement():
+    p = LatentPartition.from_specs(CORNERS, 512, 32, shared=128)
+    assert [p[n].axes for n in p.names] == [(0, 96), (96, 192), (192, 288), (288, 384)]
+    assert torch.nonzero(p.shared_mask()).flatten().tolist() == list(range(384, 512))
+    assert torch.nonzero(p.complement_mask("tl")).flatten().tolist() == list(range(96, 384))
+    assert torch.equal(p.complement_tensor()[0], p.complement_mask("tl")) and not p.free_axes().any()
+    assert p == LatentPartition.from_specs(p.to_specs(), 512, 32, shared=128)
+    assert p != LatentPartition.from_specs(p.to_specs(), 512, 32) and "shared=128" in repr(p)
+    # the complement's edit keeps the link's group and the shared channels
+    ws, source = torch.randn(2, 3, 512), torch.randn(2, 3, 512)
+    out = p.replace_complement(ws, source, "tl")
+    assert torch.equal(out[..., :96], ws[..., :96]) and torch.equal(out[..., 384:], ws[..., 384:])
+    assert torch.equal(out[..., 96:384], source[..., 96:384])
+    delta = torch.ones(2, 512)
+    moved = p.perturb_complement(ws[:, 0], "tl", delta) != ws[:, 0]
+    assert torch.equal(moved[0], p.complement_mask("tl"))
+    # without shared axes the complement is every other channel, as before
+    assert torch.equal(two_links().complement_mask("eyes"), ~two_links().axes_mask("eyes"))
+
+
+@pytest.mark.parametrize("links,shared,message", [
+    (CORNERS, 256, r"ask for 384 channels.*and 256 shared axes but w_dim is 512; .*share fewer axes"),
+    ([dict(CORNERS[0], axes=[400, 450])], 128, r"link 'tl' \[400, 450\) reaches into the 128 shared axes "
+                                               r"\[384, 512\); give it axes below 384"),
+    ([dict(CORNERS[0], axes=448)], 64, r"'tl' takes all 512 channels of W with the 64 shared axes, leaving no "
+                                       r"complement.*share fewer"),
+    (CORNERS, -1, r"shared axes must be a whole number from 0 to 511.*got -1"),
+    (CORNERS, 512, r"shared axes must be a whole number from 0 to 511.*got 512"),
+])
+def test_shared_axes_that_do_not_fit_say_which_and_how_to_fix(links, shared, message):
+    with pytest.raises(LinkError, match=message):
+        LatentPartition.from_specs(links, 512, 32, shared=shared)

@@ -255,6 +255,45 @@ def test_masked_mse_metric_scores_a_separable_generator_as_perfectly_local():
             parse_metric_names(bad)
 
 
+class TintedG(SeparableG):
+    """SeparableG whose last 8 axes tint the whole image, inside the box too: what shared axes carry."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__(mask)
+        self.outside = nn.Linear(W - 16, 3 * RES * RES)
+        self.tint = nn.Linear(8, 3)
+
+    def synthesis(self, ws, noise_mode="const", noise_repeats=1):
+        w = ws[:, 0]
+        a = self.inside(w[:, :8]).reshape(-1, 3, RES, RES)
+        b = self.outside(w[:, 8:W - 8]).reshape(-1, 3, RES, RES)
+        return torch.tanh(self.mask * a + (1 - self.mask) * b + self.tint(w[:, W - 8:])[:, :, None, None])
+
+
+def test_shared_axes_may_change_the_region_without_counting_against_the_link():
+    shared, plain = _partition(shared=8), _partition()
+    mask = shared.region_mask("box", RES)
+    G = TintedG(mask)
+    # the metric: the complement's edit leaves the shared axes, so the tint no longer counts inside
+    r = masked_mse_metric(G, shared, n=16, batch=8, device="cpu")["box"]
+    assert r["mse_out"] == 0.0 and r["mse_in_complement"] == 0.0 and r["mse_in"] > 1e-3
+    assert masked_mse_metric(G, plain, n=16, batch=8, device="cpu")["box"]["mse_in_complement"] > 1e-4
+    # the regularizer: L_in is zero only when the tint's axes are shared
+    ws = torch.randn(4, 2, W)
+    for samples in ("all", "split", "factorized"):
+        assert link_loss(G, ws, shared, {"box": mask.float()}, alpha=1.0, samples=samples)["in/box"].item() < 1e-6
+        assert link_loss(G, ws, plain, {"box": mask.float()}, alpha=1.0, samples=samples)["in/box"].item() > 1e-4
+    # no edit of the regularizer, of the perturbed fakes or of `linkgan edit --complement` moves them
+    rec = LatentRecorder()
+    link_loss(rec, ws, shared, {"box": mask.float()}, alpha=1.0, samples="all", perturb="swap")
+    assert all(torch.equal(e[..., W - 8:], ws[..., W - 8:]) for e in rec.seen[0].split(4))
+    settings = LinkSettings.build(shared, RES, "cpu", alpha=1.0, lambda_in=1.0, lambda_out=1.0, batch=4, fakes=1.0)
+    assert torch.equal(settings.perturb_some(ws)[..., W - 8:], ws[..., W - 8:])
+    edited = edit_latents(G, shared, ws, "box", n=2, complement=True)
+    assert torch.equal(edited[..., W - 8:], ws[:, None, :, W - 8:].expand_as(edited[..., W - 8:]))
+    assert not torch.equal(edited[..., 8:W - 8], ws[:, None, :, 8:W - 8].expand_as(edited[..., 8:W - 8]))
+
+
 def test_edits_move_only_the_region_of_a_separable_generator():
     p = _partition()
     mask = p.region_mask("box", RES)

@@ -214,6 +214,13 @@ class LinkConfig:
                                "target of 0.1); toyfaces eyes, not that local yet, end as with fixed weights "
                                "(0.077 against 0.076; with 0.1, 0.098). Unset (none) for fixed weights. 3D-box "
                                "links keep fixed weights.")
+    shared_axes: int = opt(0, "Shared axes: the last N channels of W belong to no link and to no link's "
+                           "complement, so the regularizer lets them change every region. They can carry "
+                           "what spans several regions (skin tone, light, the background's colour), which "
+                           "links that tile the image otherwise cannot vary at all. Each link's own edits stay "
+                           "local; resampling every other axis of a link (mse_in_complement, "
+                           "`linkgan edit --complement`) leaves them as they are. 0 (the default) is the "
+                           "paper's partition.")
     loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
                     "'relative' (each divided by the whole change of the same edit; scale free).",
                     choices=["absolute", "relative"])
@@ -352,7 +359,8 @@ class RunConfig:
         """The run's LatentPartition (empty for a vanilla model), validated at the model resolution."""
         from .partition import LatentPartition
         return LatentPartition.from_specs(self.links, self.model.w_dim, self.model.resolution,
-                                          allow_overlap=self.allow_link_overlap, segmenter=self.train.segmenter or None)
+                                          allow_overlap=self.allow_link_overlap, segmenter=self.train.segmenter or None,
+                                          shared=self.train.link.shared_axes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -467,7 +475,7 @@ _RANGES = {
               "snapshot_kimg": (0, None, False), "keep_ckpts": (1, None, True), "grid_size": (1, 1024, True),
               "link_interval": (1, None, True), "link_alpha": (0, None, False), "link_lambda_in": (0, None, True),
               "link_lambda_out": (0, None, True), "link_strength": (0, None, True), "link_target": (0, None, False),
-              "link_batch": (1, None, True),
+              "link_batch": (1, None, True), "link_shared_axes": (0, None, True),
               "link_budget": (3, None, True), "link_start_kimg": (0, None, True),
               "link_ramp_kimg": (0, None, True), "link_lr": (0, None, False), "gpc_swap": (0, 1, True),
               "link_fakes": (0, 1, True), "aug_p": (0, 1, True), "aug_target": (0, 1, False),

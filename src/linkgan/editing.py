@@ -5,8 +5,8 @@ pipeline (linkgan.pipeline) wraps them for seeds and images.
 
 Resampling draws a new w' = mapping(z') (with the same truncation as the image) and puts
 its link axes in place of w's; perturbing adds strength * N(0, I) on the link's axes.
-``complement=True`` does the same to every *other* axis, which shows that the region
-holds still while the rest of the image changes.
+``complement=True`` does the same to every *other* axis (but the shared ones of
+--link-shared-axes), which shows that the region holds still while the rest of the image changes.
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ def edit_latents(G: Generator, partition: LatentPartition, ws: torch.Tensor, lin
     if mode not in ("resample", "perturb"):
         raise InputError(f"edit mode must be 'resample' or 'perturb', not {mode!r}")
     partition[link]  # raises a clear error for unknown links
-    mask = partition.axes_mask(link, device=ws.device)
-    if complement:
-        mask = ~mask
+    mask = (partition.complement_mask if complement else partition.axes_mask)(link, device=ws.device)
     b = ws.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
     out = []

@@ -15,7 +15,8 @@ Masked MSE (the paper's Table 2 and 3, after LowRankGAN), per link, over n sampl
                  resampled (higher = a stronger edit);
   * ``mse_out``  mean squared pixel change OUTSIDE the region for the same edit (lower = more local);
   * ``mse_in_complement``  change inside the region when all the OTHER axes are resampled
-                 (lower = the region is better protected);
+                 (lower = the region is better protected); the shared axes of
+                 --link-shared-axes are not, since no link's complement holds them;
   * ``locality`` = mse_out / mse_in (lower is better).
 Images are mapped to [0, 1]; every mean is over the masked pixels and the 3 channels, so it
 is normalized by the region's area. Resampling draws w' = mapping(z') for a fresh z'
@@ -130,7 +131,7 @@ def masked_mse_metric(G, partition: LatentPartition, n: int = 1000, batch: int |
             edits = EditBatch(ws)
             for name in partition.names:
                 edits.add(partition.replace_axes(ws, ws2, name))   # the link's axes resampled
-                edits.add(partition.replace_axes(ws2, ws, name))   # every other axis resampled
+                edits.add(partition.replace_complement(ws, ws2, name))  # every other axis but the shared
             all_ws = edits.stacked()
             for v in range(views.count):
                 for ch, chunks in edits.split(views.render(all_ws, v)).items():

@@ -3,7 +3,9 @@
 The partition is made in W (``w_dim`` channels, 512 in StyleGAN2), not in Z, because the
 mapping network mixes every z axis. Each link ties a disjoint, contiguous group of W
 channels ``[start, stop)`` to one region; every other channel of W is that link's
-complement. The regularizer perturbs a group and its complement separately, and editing
+complement, except the optional shared channels (``shared``: the last channels of W, which no
+link owns and no complement edit moves, so that they may set what spans several regions, such as
+a colour of the whole image). The regularizer perturbs a group and its complement separately, and editing
 resamples a group, so this module also holds the tensor helpers that touch exactly one
 group and leave every other channel bit-identical.
 
@@ -141,18 +143,22 @@ class LatentPartition:
     ``links``: the links, in declaration order. ``w_dim``: channels of W. ``resolution``:
     the training resolution, when known, to check that every fixed region covers at least
     one pixel (and to check overlaps at; 256 otherwise). ``allow_overlap``: accept fixed
-    regions that share pixels. Invalid partitions raise LinkError or RegionError.
+    regions that share pixels. ``shared``: how many of the last channels of W are shared: in no
+    link and in no link's complement, so that the regularizer lets them change every region
+    (--link-shared-axes). Invalid partitions raise LinkError or RegionError.
     An empty partition (no links) is valid and describes a vanilla model.
     """
 
     def __init__(self, links: Sequence[Link], w_dim: int, resolution: int | None = None,
-                 allow_overlap: bool = False) -> None:
+                 allow_overlap: bool = False, shared: int = 0) -> None:
         if not _is_int(w_dim) or w_dim < 1:
             raise LinkError(f"w_dim must be a positive integer, got {w_dim!r}")
+        _check_shared(shared, w_dim)
         if resolution is not None and (not _is_int(resolution) or resolution < 1):
             raise LinkError(f"resolution must be a positive integer or None, got {resolution!r}")
         self.w_dim = int(w_dim)
         self.allow_overlap = bool(allow_overlap)
+        self.shared = int(shared)
         self._links: dict[str, Link] = {}
         for link in links:
             if not isinstance(link, Link):
@@ -169,7 +175,7 @@ class LatentPartition:
     @classmethod
     def from_specs(cls, specs: Sequence[Mapping], w_dim: int, resolution: int | None = None,
                    allow_overlap: bool = False, base_dir: str | os.PathLike | None = None,
-                   segmenter: str | None = None) -> LatentPartition:
+                   segmenter: str | None = None, shared: int = 0) -> LatentPartition:
         """Build a partition from link specs ``{name, region, axes}`` as found in a links file.
 
         A spec may also give ``weight`` (a positive number, default 1): the factor on this
@@ -179,6 +185,8 @@ class LatentPartition:
         in declaration order, the lowest free block of ``n`` contiguous channels. With counts
         only, the first link gets ``[0, n)``, as in the paper. ``base_dir`` resolves relative
         mask and segmenter paths. ``segmenter`` serves the semantic regions that name none.
+        ``shared``: the last ``shared`` channels of W are shared (see the class), and no link is
+        placed there.
         """
         if not _is_int(w_dim) or w_dim < 1:
             raise LinkError(f"w_dim must be a positive integer, got {w_dim!r}")
@@ -218,13 +226,16 @@ class LatentPartition:
         for n, size in counts:
             if size <= 0:
                 raise LinkError(f"link '{n}' asks for {size} axes; give it at least 1 channel of W")
+        _check_shared(shared, w_dim)
         requested = sum(a[1] - a[0] if isinstance(a, tuple) else a for _, _, a in parsed)
-        if _is_int(w_dim) and requested > w_dim:
+        if requested + shared > w_dim:
             detail = ", ".join(f"{n} {a[1] - a[0] if isinstance(a, tuple) else a}" for n, _, a in parsed)
-            raise LinkError(f"the links ask for {requested} channels of W in total ({detail}) but w_dim is "
-                            f"{w_dim}; give the links fewer axes or use a bigger --w-dim")
+            also = f" and {shared} shared axes" if shared else ""
+            raise LinkError(f"the links ask for {requested} channels of W in total ({detail}){also} but w_dim is "
+                            f"{w_dim}; give the links fewer axes" + (", share fewer axes" if shared else "")
+                            + " or use a bigger --w-dim")
 
-        taken = [a for _, a in explicit]
+        taken = [a for _, a in explicit] + ([(w_dim - shared, w_dim)] if shared else [])
         assigned: dict[str, tuple[int, int]] = dict(explicit)
         for n, size in counts:
             block = next(((a, a + size) for a, b in _free_ranges(taken, w_dim) if b - a >= size), None)
@@ -236,7 +247,7 @@ class LatentPartition:
             taken.append(block)
             assigned[n] = block
         links = [Link(n, region, assigned[n], weights[n]) for n, region, _ in parsed]
-        return cls(links, w_dim, resolution=resolution, allow_overlap=allow_overlap)
+        return cls(links, w_dim, resolution=resolution, allow_overlap=allow_overlap, shared=shared)
 
     # -- validation ---------------------------------------------------------------------
     @staticmethod
@@ -260,11 +271,17 @@ class LatentPartition:
                     f"links '{a.name}' {_fmt_range(a.axes)} and '{b.name}' {_fmt_range(b.axes)} share W channels; "
                     f"each link needs its own channels: move one range, or give axes as counts so they are "
                     f"assigned without overlap")
+        if self.shared and ordered and ordered[-1].axes[1] > self.w_dim - self.shared:
+            link = ordered[-1]
+            raise LinkError(f"link '{link.name}' {_fmt_range(link.axes)} reaches into the {self.shared} shared "
+                            f"axes {_fmt_range((self.w_dim - self.shared, self.w_dim))}; give it axes below "
+                            f"{self.w_dim - self.shared} or share fewer axes")
         total = sum(link.size for link in self._links.values())
-        if total >= self.w_dim and len(self._links) == 1:
+        if total + self.shared >= self.w_dim and len(self._links) == 1:
             (link,) = self._links.values()
-            raise LinkError(f"link '{link.name}' takes all {self.w_dim} channels of W, leaving no complement to "
-                            f"perturb; give it fewer axes")
+            rest = f" with the {self.shared} shared axes" if self.shared else ""
+            raise LinkError(f"link '{link.name}' takes all {self.w_dim} channels of W{rest}, leaving no complement "
+                            f"to perturb; give it fewer axes" + (" or share fewer" if self.shared else ""))
 
     def _check_regions(self, resolution: int | None) -> None:
         fixed = [link for link in self._links.values() if link.region.is_fixed]
@@ -311,11 +328,13 @@ class LatentPartition:
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, LatentPartition) and self.w_dim == other.w_dim
-                and self.links == other.links and self.allow_overlap == other.allow_overlap)
+                and self.links == other.links and self.allow_overlap == other.allow_overlap
+                and self.shared == other.shared)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{link.name}={_fmt_range(link.axes)}:{link.region.kind}" for link in self)
-        return f"LatentPartition(w_dim={self.w_dim}, links=[{inner}])"
+        shared = f", shared={self.shared}" if self.shared else ""
+        return f"LatentPartition(w_dim={self.w_dim}, links=[{inner}]{shared})"
 
     def axes_tensor(self, device=None) -> torch.Tensor:
         """bool (K, w_dim): row k is True on the W channels of the k-th link (in ``names`` order).
@@ -334,13 +353,24 @@ class LatentPartition:
         self[name]  # unknown names fail here, listing the known ones
         return self.axes_tensor(device)[self.names.index(name)].clone()
 
+    def shared_mask(self, device=None) -> torch.Tensor:
+        """bool (w_dim,): True on the shared channels (the last ``shared`` of W)."""
+        mask = torch.zeros(self.w_dim, dtype=torch.bool, device=device)
+        if self.shared:
+            mask[-self.shared:] = True
+        return mask
+
     def complement_mask(self, name: str, device=None) -> torch.Tensor:
-        """bool (w_dim,): True on every W channel outside link ``name``'s group."""
-        return ~self.axes_mask(name, device=device)
+        """bool (w_dim,): True on every W channel outside link ``name``'s group, except the shared ones."""
+        return ~self.axes_mask(name, device=device) & ~self.shared_mask(device)
+
+    def complement_tensor(self, device=None) -> torch.Tensor:
+        """bool (K, w_dim): row k is link k's complement (``complement_mask``), in ``names`` order."""
+        return ~self.axes_tensor(device) & ~self.shared_mask(device)
 
     def free_axes(self, device=None) -> torch.Tensor:
-        """bool (w_dim,): True on the W channels that belong to no link."""
-        return ~self.axes_tensor(device).any(0)
+        """bool (w_dim,): True on the W channels that belong to no link and are not shared."""
+        return ~self.axes_tensor(device).any(0) & ~self.shared_mask(device)
 
     def region_mask(self, name: str, res: int, device=None) -> torch.Tensor:
         """bool (res, res): the fixed region of link ``name``; semantic regions raise RegionError."""
@@ -355,12 +385,12 @@ class LatentPartition:
         return {"links": self.to_specs(), "allow_overlap": self.allow_overlap}
 
     # -- perturbation ---------------------------------------------------------------------
-    def _mask_for(self, ws: torch.Tensor, name: str) -> torch.Tensor:
+    def _mask_for(self, ws: torch.Tensor, name: str, complement: bool = False) -> torch.Tensor:
         if not torch.is_tensor(ws) or ws.dim() < 1 or ws.shape[-1] != self.w_dim:
             shape = tuple(ws.shape) if torch.is_tensor(ws) else type(ws).__name__
             raise LinkError(f"expected w of shape (N, {self.w_dim}) or ws of shape (N, num_ws, {self.w_dim}), "
                             f"got {shape}; the partition was built for w_dim={self.w_dim}")
-        return self.axes_mask(name, device=ws.device)
+        return self.complement_mask(name, device=ws.device) if complement else self.axes_mask(name, device=ws.device)
 
     def replace_axes(self, ws: torch.Tensor, source: torch.Tensor, name: str) -> torch.Tensor:
         """``ws`` with link ``name``'s channels taken from ``source`` (resample or transplant a region).
@@ -375,8 +405,13 @@ class LatentPartition:
         return perturb_channels(ws, delta, self._mask_for(ws, name))
 
     def perturb_complement(self, ws: torch.Tensor, name: str, delta: torch.Tensor) -> torch.Tensor:
-        """``ws + delta`` on every channel outside link ``name``'s group."""
-        return perturb_channels(ws, delta, ~self._mask_for(ws, name))
+        """``ws + delta`` on link ``name``'s complement (every channel outside its group but the shared)."""
+        return perturb_channels(ws, delta, self._mask_for(ws, name, complement=True))
+
+    def replace_complement(self, ws: torch.Tensor, source: torch.Tensor, name: str) -> torch.Tensor:
+        """``ws`` with link ``name``'s complement taken from ``source`` (its group and the shared
+        channels stay ``ws``'s); shapes as in ``replace_axes``."""
+        return replace_channels(ws, source, self._mask_for(ws, name, complement=True))
 
     def interpolate_axes(self, ws: torch.Tensor, target: torch.Tensor, name: str,
                          t: float | torch.Tensor) -> torch.Tensor:
@@ -385,6 +420,11 @@ class LatentPartition:
         ``t``: a float or an (N,) tensor, normally in [0, 1] (values outside extrapolate).
         """
         return interpolate_channels(ws, target, self._mask_for(ws, name), t)
+
+
+def _check_shared(shared, w_dim: int) -> None:
+    if not _is_int(shared) or not 0 <= shared < w_dim:
+        raise LinkError(f"shared axes must be a whole number from 0 to {w_dim - 1} (w_dim is {w_dim}), got {shared!r}")
 
 
 def _check_range(name: str, start: int, stop: int, w_dim: int) -> None:

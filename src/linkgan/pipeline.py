@@ -90,7 +90,7 @@ class LinkGANPipeline:
             if "semantic" in spec["region"]:
                 spec["region"]["segmenter"] = segmenter
         self.links = LatentPartition.from_specs(specs, self.G.w_dim, self.G.resolution,
-                                                allow_overlap=self.links.allow_overlap)
+                                                allow_overlap=self.links.allow_overlap, shared=self.links.shared)
         return self
 
     @classmethod

@@ -77,10 +77,12 @@ def axis_deltas(ws: torch.Tensor, axes: torch.Tensor, alpha: float, perturb: str
 def perturbation_deltas(partition: LatentPartition, name: str, ws: torch.Tensor, alpha: float,
                         generator: torch.Generator | None = None,
                         perturb: str = "gaussian") -> tuple[torch.Tensor, torch.Tensor]:
-    """The move of the link's axes and the move of its complement (axis_deltas): (N, w_dim) each."""
+    """The move of the link's axes and the move of its complement (axis_deltas): (N, w_dim) each.
+    The shared axes (--link-shared-axes) move in neither."""
     axes = partition.axes_mask(name, device=ws.device).to(ws.dtype)
+    complement = partition.complement_mask(name, device=ws.device).to(ws.dtype)
     return (axis_deltas(ws, axes, alpha, perturb, generator),
-            axis_deltas(ws, 1.0 - axes, alpha, perturb, generator))
+            axis_deltas(ws, complement, alpha, perturb, generator))
 
 
 LOSS_FORMS = ("absolute", "relative")
@@ -268,9 +270,11 @@ def link_loss(G: Generator, ws: torch.Tensor, partition: LatentPartition, masks:
     else:
         first = int(torch.randint(len(names), (), generator=generator))
         owner = (torch.arange(n) + first) % len(names)  # sample s trains link owner[s]
-        own = partition.axes_tensor(ws.device).to(ws.dtype)[owner.to(ws.device)]  # (N, w_dim): each sample's link axes
+        index = owner.to(ws.device)
+        own = partition.axes_tensor(ws.device).to(ws.dtype)[index]  # (N, w_dim): each sample's link axes
+        rest = partition.complement_tensor(ws.device).to(ws.dtype)[index]  # and its complement
         batch.add_delta(axis_deltas(ws, own, alpha, perturb, generator))
-        batch.add_delta(axis_deltas(ws, 1.0 - own, alpha, perturb, generator))
+        batch.add_delta(axis_deltas(ws, rest, alpha, perturb, generator))
         chunks = batch.render(G, c)
         x, x1, x2 = chunks
         for k, name in enumerate(names):
@@ -391,8 +395,8 @@ class LinkSettings:
         k = int(round(ws.shape[0] * self.fakes))
         if k == 0 or len(self.partition) == 0:
             return ws
-        axes = self.partition.axes_tensor(ws.device)
-        groups = torch.cat([axes, ~axes]).to(ws.dtype)  # (2K, w_dim): each link's axes, then complements
+        axes, complements = self.partition.axes_tensor(ws.device), self.partition.complement_tensor(ws.device)
+        groups = torch.cat([axes, complements]).to(ws.dtype)  # (2K, w_dim): each link's axes, then complements
         choice = torch.randint(0, groups.shape[0], (k,)).to(ws.device)
         if self.perturb == "swap":  # layer by layer, unlike axis_deltas (whose ws are unmixed)
             delta = self.alpha * (ws.roll(1, dims=0)[:k] - ws[:k]) * groups[choice][:, None, :]

@@ -52,7 +52,7 @@ def split_partition(partition: LatentPartition) -> tuple[LatentPartition, list[s
     """(the partition of the image-space links, the names of the 3D-box links)."""
     image_links = [link for link in partition if not link.region.is_volume]
     volume = [link.name for link in partition if link.region.is_volume]
-    return LatentPartition(image_links, partition.w_dim, allow_overlap=True), volume
+    return LatentPartition(image_links, partition.w_dim, allow_overlap=True, shared=partition.shared), volume
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

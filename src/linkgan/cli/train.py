@@ -171,7 +171,8 @@ def apply_link_options(config: RunConfig, links_file: str | None, shorthands: li
         part = load_links_file(links_file, config.model.w_dim, config.model.resolution)
         specs, allow = part.to_specs(), part.allow_overlap or allow
     specs += [parse_link_shorthand(text) for text in shorthands or []]
-    part = LatentPartition.from_specs(specs, config.model.w_dim, config.model.resolution, allow_overlap=allow)
+    part = LatentPartition.from_specs(specs, config.model.w_dim, config.model.resolution, allow_overlap=allow,
+                                      shared=config.train.link.shared_axes)
     config.links, config.allow_link_overlap = part.to_specs(), allow
 
 
