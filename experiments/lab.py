@@ -48,6 +48,16 @@ def finetune(base: str, data: str, out: Path, links: list[dict], kimg: float, ov
     return run(RunConfig(model=model, train=t, links=links), out)
 
 
+def final_link_scale(run: Path) -> dict[str, float]:
+    """{link: its strength's factor at the end of the run} from the run's stats.jsonl (--link-target)."""
+    prefix = "Progress/link_scale/"
+    for line in reversed((Path(run) / "stats.jsonl").read_text().splitlines()):
+        record = json.loads(line)
+        if any(k.startswith(prefix) for k in record):
+            return {k.removeprefix(prefix): v for k, v in record.items() if k.startswith(prefix)}
+    return {}
+
+
 def finished(out: Path, kimg: float) -> bool:
     """Whether the run in ``out`` has a checkpoint at ``kimg`` or later."""
     ckpts = list_checkpoints(out) if Path(out).is_dir() else []

@@ -19,11 +19,14 @@ dataset for the real statistics (cached). The whole script, from the three vanil
 is ~1.5 h; the bases themselves (toyfaces 100.8 kimg, scenes 100 kimg, Fashion-MNIST 60 kimg)
 took ~30, ~30 and ~20 min.
 
+The toyfaces and Fashion-MNIST bases ship with linkgan (builtin:toyfaces-base, builtin:fmnist32-base);
+the scenes base and its segmenter do not (experiments/semantic.py trains them).
+
 Usage:
   python experiments/paper_tables.py --runs runs/paper \\
-      --toyfaces-base runs/base100.safetensors --toyfaces-data data/toyfaces32.zip \\
+      --toyfaces-base builtin:toyfaces-base --toyfaces-data data/toyfaces32.zip \\
       --scenes-base runs/scenes-base --scenes-data data/scenes32.zip --segmenter runs/seg-scenes32.safetensors \\
-      --fashion-base runs/fashion/base --fashion-data data/fmnist32-train.zip
+      --fashion-base builtin:fmnist32-base --fashion-data data/fmnist32.zip --ablation-kimg 10 --fashion-kimg 10
   python experiments/paper_tables.py ... --only table2,table3   # a subset
   python experiments/paper_tables.py ... --report-only           # rewrite the page from the JSON
 """
@@ -38,9 +41,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lab import EYES, MOUTH, Results, fid, finetune, measure  # noqa: E402
+from lab import EYES, MOUTH, Results, fid, final_link_scale, finetune, measure  # noqa: E402
 
 from linkgan.checkpoint import load_checkpoint  # noqa: E402
+from linkgan.config import TrainConfig, flat_options  # noqa: E402
 
 NOSE = {"name": "nose", "region": {"box": [0.38, 0.52, 0.62, 0.66]}, "axes": 64}
 ABLATION_AXES = (8, 16, 32, 64, 128, 256)
@@ -53,6 +57,35 @@ PAPER_FID = {"FFHQ": (3.98, 5.00), "AFHQ": (8.44, 9.85), "LSUN-Car": (2.95, 3.09
 PAPER_TABLE2 = {"eyes": (5.25, 2.24), "nose": (1.82, 2.25), "mouth": (3.10, 2.21)}  # x1e-3, MSE_i / MSE_o
 PAPER_ABLATION = {8: (17.45, 0.86), 16: (16.70, 1.53), 32: (3.29, 7.41), 64: (0.95, 8.20), 128: (0.78, 8.71),
                   256: (0.43, 24.78)}  # x1e-3: (in-region change, complement perturbed; outside change, link perturbed)
+
+
+# The regularizer options a linked arm trained with, recorded beside its numbers: the run defaults change
+# between config versions, and a row measured at older defaults must say so.
+REGULARIZER = ("link_lambda_in", "link_lambda_out", "link_target", "link_perturb")
+
+
+def regularizer_of(run: Path) -> dict:
+    """The regularizer options of a trained run (its newest checkpoint's migrated config), and where the
+    locality target left each link's strength."""
+    train = flat_options(load_checkpoint(run).config.get("train", {}), TrainConfig)
+    out = {k: train.get(k) for k in REGULARIZER}
+    if out["link_target"] is not None:
+        out["link_scale"] = final_link_scale(run)
+    return out
+
+
+def regularizer_text(r: dict | None) -> str:
+    """'λ 10/30, target 0.08 (eased to eyes 0.55), swap edits' for a row's regularizer record."""
+    if not r:
+        return "–"
+    text = f"λ {r['link_lambda_in']:g}/{r['link_lambda_out']:g}"
+    if r.get("link_target") is None:
+        text += ", fixed"
+    else:
+        scale = r.get("link_scale") or {}
+        eased = ", ".join(f"{k} {v:.2g}" for k, v in scale.items())
+        text += f", target {r['link_target']:g}" + (f" (strength ended at {eased} of the λs)" if eased else "")
+    return text + f", {r['link_perturb']} edits"
 
 
 def scenes_links(segmenter: str) -> list[dict]:
@@ -74,7 +107,7 @@ def plan(args) -> dict:
         arms["toyfaces-eyes"] = (args.toyfaces_base, args.toyfaces_data, [EYES], {})
         arms["toyfaces-eyes-nose-mouth"] = (args.toyfaces_base, args.toyfaces_data, [EYES, NOSE, MOUTH], {})
         for k in ABLATION_AXES:
-            arms[ablation_arm(k, args)] = (args.toyfaces_base, args.toyfaces_data, [eyes_with(k)], {})
+            arms[ablation_arm(k, args.kimg, args.ablation_kimg)] = (args.toyfaces_base, args.toyfaces_data, [eyes_with(k)], {})
     if args.scenes_base:
         arms["scenes-plain"] = (args.scenes_base, args.scenes_data, [], {})
         arms["scenes-sky-building"] = (args.scenes_base, args.scenes_data, scenes_links(args.segmenter),
@@ -85,11 +118,11 @@ def plan(args) -> dict:
     return arms
 
 
-def ablation_arm(k: int, args) -> str:
-    """At the tables' kimg, the 64-axes arm is toyfaces-eyes itself."""
-    if args.ablation_kimg == args.kimg:
+def ablation_arm(k: int, kimg: float, ablation_kimg: float) -> str:
+    """Table 3's arm with ``k`` axes; at the tables' kimg, the 64-axes arm is toyfaces-eyes itself."""
+    if ablation_kimg == kimg:
         return "toyfaces-eyes" if k == EYES["axes"] else f"toyfaces-eyes-{k}axes"
-    return f"toyfaces-eyes-{k}axes-{args.ablation_kimg:g}kimg"
+    return f"toyfaces-eyes-{k}axes-{ablation_kimg:g}kimg"
 
 
 TABLE1 = (("toyfaces", "toyfaces-plain", "toyfaces-eyes", "eyes box, 64 axes"),
@@ -114,6 +147,8 @@ def run_all(args, res: Results, only: list[str]) -> None:
     def mse(arm: str, specs: list[dict], key: str):
         if res.get("mse", key) is None:
             res.put(measure(trained(arm), specs, args.n), "mse", key)
+        if arms[arm][2] and res.get("regularizer", arm) is None:
+            res.put(regularizer_of(trained(arm)), "regularizer", arm)
         return res.get("mse", key)
 
     def table2():
@@ -123,7 +158,7 @@ def run_all(args, res: Results, only: list[str]) -> None:
 
     def table3():
         for k in ABLATION_AXES:
-            mse(ablation_arm(k, args), [eyes_with(k)], f"ablation-{k}")
+            mse(ablation_arm(k, args.kimg, args.ablation_kimg), [eyes_with(k)], f"ablation-{k}")
             mse("toyfaces-plain", [eyes_with(k)], f"ablation-{k}-vanilla")
 
     def table1():
@@ -180,22 +215,27 @@ def report(res: Results, docs: Path) -> Path:
              "Written by `experiments/paper_tables.py` from `paper-tables.json` (every number below is there, with "
              "the run it came from). The CSVs and plots are in `paper-tables/`.", ""]
     setup = d.get("setup", {})
-    lines += [f"Setup: 32 px StyleGAN2 with 64 channels on 2 CPU cores. Every pair of arms starts from the same vanilla "
-              f"checkpoint (kimg: {setup.get('base_kimg', {})}) and is fine-tuned {setup.get('kimg', '?')} kimg "
+    bases = "; ".join(f"{ds}: `{base}`, {setup.get('base_kimg', {}).get(ds, '?')} kimg"
+                      for ds, base in setup.get("bases", {}).items())
+    lines += [f"Setup: 32 px StyleGAN2 with 64 channels on 2 CPU cores. Every pair of arms starts from the same "
+              f"vanilla checkpoint ({bases}) and is fine-tuned {setup.get('kimg', '?')} kimg "
               f"(Fashion-MNIST: {setup.get('fashion_kimg', setup.get('kimg', '?'))} kimg) with and without links, "
-              "with the default regularizer settings (λ_in 10, λ_out 30, α 1, interval 8) unless "
-              f"stated. Masked MSE over {setup.get('n', '?')} samples (`mse1k`), FID as `{setup.get('fid', '?')}` "
-              "(2000 generated vs 2000 real images; see the FID protocol in `linkgan.fid`). The paper's numbers are "
-              "from 256-1024 px models with FID over 50k images, so only ratios compare.", ""]
+              "with the defaults of `linkgan train` (α 1, interval 8; Table 1 gives each linked arm's weights, "
+              "locality target and edits, which changed between config versions). Masked MSE over "
+              f"{setup.get('n', '?')} samples (`mse1k`), FID as `{setup.get('fid', '?')}` (2000 generated vs 2000 "
+              "real images; see the FID protocol in `linkgan.fid`). The paper's numbers are from 256-1024 px "
+              "models with FID over 50k images, so only ratios compare.", ""]
     # Table 1
     lines += ["## Table 1: quality (FID, lower is better)", "",
-              "| dataset | links | vanilla FID | LinkGAN FID | change | target ≤ +10% |", "|---|---|---|---|---|---|"]
+              "| dataset | links | regularizer | vanilla FID | LinkGAN FID | change | target ≤ +10% |",
+              "|---|---|---|---|---|---|---|"]
     rows = []
     for dataset, plain, linked, desc in TABLE1:
         a, b = d.get("fid", {}).get(plain), d.get("fid", {}).get(linked)
         change = (b / a - 1) * 100 if a and b else None
         ok = "–" if change is None else ("met" if change <= 10 else "missed")
-        lines.append(f"| {dataset} | {desc} | {fmt(a, 1)} | {fmt(b, 1)} | "
+        lines.append(f"| {dataset} | {desc} | {regularizer_text(d.get('regularizer', {}).get(linked))} | "
+                     f"{fmt(a, 1)} | {fmt(b, 1)} | "
                      f"{'–' if change is None else f'{change:+.0f}%'} | {ok} |")
         rows.append([dataset, desc, a, b, change])
     write_csv(out_dir / "table1-fid.csv", ["dataset", "links", "fid_vanilla", "fid_linkgan", "change_percent"], rows)
@@ -207,7 +247,8 @@ def report(res: Results, docs: Path) -> Path:
     # Table 2
     lines += ["## Table 2: locality of eyes, nose and mouth on toyfaces", "",
               "One model with three box links of 64 axes each, beside the vanilla fine-tune measured on the same "
-              "partition. MSE ×1e-3 on [0, 1] pixels, as MSE_in / MSE_out; locality = MSE_out / MSE_in (target ≤ 0.1).",
+              "partition. MSE ×1e-3 on [0, 1] pixels, as MSE_in / MSE_out; locality = MSE_out / MSE_in (target ≤ 0.1). "
+              f"Regularizer: {regularizer_text(d.get('regularizer', {}).get('toyfaces-eyes-nose-mouth'))}.",
               "", "| method | eyes | nose | mouth |", "|---|---|---|---|"]
     rows = []
     for label, key in (("vanilla fine-tune (same partition)", "toyfaces-plain@eyes-nose-mouth"),
@@ -243,6 +284,12 @@ def report(res: Results, docs: Path) -> Path:
         scale = 1 if key == "locality" else 1e3
         lines.append(f"| {label} | " + " | ".join(
             fmt(src[k][key] * scale, 3 if key == "locality" else 2) if src[k] else "–" for k in ABLATION_AXES) + " |")
+    names = {k: ablation_arm(k, setup.get("kimg"), setup.get("ablation_kimg")) for k in ABLATION_AXES}
+    scales = {k: ((d.get("regularizer", {}).get(names[k]) or {}).get("link_scale") or {}).get("eyes")
+              for k in ABLATION_AXES}
+    if any(v is not None for v in scales.values()):
+        lines.append("| strength at the end (× the λs, set by the locality target) | " + " | ".join(
+            fmt(scales[k], 2) for k in ABLATION_AXES) + " |")
     lines.append("| in-region change, complement perturbed (paper) | " + " | ".join(
         f"{PAPER_ABLATION[k][0]:.2f}" for k in ABLATION_AXES) + " |")
     lines.append("| outside change, link perturbed (paper) | " + " | ".join(
@@ -264,10 +311,12 @@ def report(res: Results, docs: Path) -> Path:
         lines += ["", "FIDs measured earlier on the very same checkpoints with the same metric were taken over, "
                   "not recomputed: " + "; ".join(f"`{k}` from {v}" for k, v in d["fid_source"].items()) + "."]
     if d.get("commands"):
-        lines += ["", "## Commands", "",
-                  "The toyfaces and scenes bases and their plain and linked 20-kimg fine-tunes come from "
-                  "`experiments/regularizer.py` and `experiments/semantic.py` (their pages give the commands); those "
-                  "runs were linked into `--runs` (`ln -s`).", "", "```bash"] + list(d["commands"].values()) + ["```"]
+        lines += ["", "## Commands", ""]
+        if d.get("fid_source"):
+            lines += ["The fine-tunes whose FIDs were taken over (above) come from `experiments/regularizer.py` and "
+                      "`experiments/semantic.py` (their pages give the commands); those runs were linked into "
+                      "`--runs` (`ln -s`).", ""]
+        lines += ["```bash"] + list(d["commands"].values()) + ["```"]
     page = docs / "results" / "paper-tables.md"
     page.write_text("\n".join(lines) + "\n")
     return page

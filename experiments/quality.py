@@ -53,13 +53,12 @@ import argparse
 import dataclasses
 import functools
 import importlib.util
-import json
 import sys
 import time
 from pathlib import Path
 
 import yaml
-from lab import Results, finetune, finished, inception_metrics, load_arms, measure, write_page
+from lab import Results, final_link_scale, finetune, finished, inception_metrics, load_arms, measure, write_page
 
 from linkgan.checkpoint import list_checkpoints, load_checkpoint
 from linkgan.config import TrainConfig, flat_options, options_of
@@ -311,16 +310,6 @@ def run_study(args, res: Results, arms: list[str], command: str) -> None:
             values = inception_metrics(runs / arm, plans[arm].data, [args.fid, args.pr])
             res.put(values[args.fid], "arms", arm, "fid")
             res.put(values[args.pr], "arms", arm, "pr")
-
-
-def final_link_scale(run: Path) -> dict[str, float]:
-    """{link: its strength's factor at the end of the run} from the run's stats.jsonl (--link-target)."""
-    prefix = "Progress/link_scale/"
-    for line in reversed((run / "stats.jsonl").read_text().splitlines()):
-        record = json.loads(line)
-        if any(k.startswith(prefix) for k in record):
-            return {k.removeprefix(prefix): v for k, v in record.items() if k.startswith(prefix)}
-    return {}
 
 
 # ------------------------------------------------------------------------------------- the page
