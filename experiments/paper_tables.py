@@ -3,7 +3,8 @@
 Table 1 (quality)   FID of a vanilla fine-tune vs a LinkGAN fine-tune of the SAME vanilla
                     checkpoint for the same kimg, on toyfaces, scenes and Fashion-MNIST.
 Table 2 (locality)  masked MSE for eyes, nose and mouth links on toyfaces (one model with
-                    the three links), beside the vanilla fine-tune measured on the same partition.
+                    the three links), beside the vanilla fine-tune measured on the same partition,
+                    and the FID of both.
 Table 3 (ablation)  axes per link (8 ... 256) for the eyes box: mse_in_complement and mse_out,
                     the two rows of the paper's ablation, plus mse_in and locality.
 
@@ -155,6 +156,9 @@ def run_all(args, res: Results, only: list[str]) -> None:
         specs = arms["toyfaces-eyes-nose-mouth"][2]
         mse("toyfaces-eyes-nose-mouth", specs, "toyfaces-eyes-nose-mouth")
         mse("toyfaces-plain", specs, "toyfaces-plain@eyes-nose-mouth")
+        for arm in ("toyfaces-plain", "toyfaces-eyes-nose-mouth"):  # the realism that three links cost
+            if res.get("fid", arm) is None:
+                res.put(fid(trained(arm), arms[arm][1], args.fid), "fid", arm)
 
     def table3():
         for k in ABLATION_AXES:
@@ -191,7 +195,9 @@ def run_all(args, res: Results, only: list[str]) -> None:
              "fashion_kimg": kept("fashion_kimg", args.fashion_kimg, "fashion"), "n": args.n, "fid": args.fid,
              "bases": {**setup.get("bases", {}), **{k: str(v) for k, v in given.items()}},
              "base_kimg": {**setup.get("base_kimg", {}),
-                           **{k: round(load_checkpoint(v).state["images_seen"] / 1000, 1) for k, v in given.items()}}},
+                           **{k: round(load_checkpoint(v).state["images_seen"] / 1000, 1) for k, v in given.items()}},
+             # Table 3 measured on another base than the others says which, until it is rerun
+             **({"table3_base": setup["table3_base"]} if "table3_base" in setup and "table3" not in only else {})},
             "setup")
 
 
@@ -245,10 +251,13 @@ def report(res: Results, docs: Path) -> Path:
               "| LinkGAN | " + " | ".join(f"{v[1]:.2f}" for v in PAPER_FID.values()) + " |",
               "| change | " + " | ".join(f"{(v[1] / v[0] - 1) * 100:+.0f}%" for v in PAPER_FID.values()) + " |", ""]
     # Table 2
+    fid_plain, fid_three = (d.get("fid", {}).get(a) for a in ("toyfaces-plain", "toyfaces-eyes-nose-mouth"))
+    fid_text = (f" FID ({setup.get('fid', '?')}): {fid_three:.1f} against {fid_plain:.1f} for the vanilla fine-tune "
+                f"({(fid_three / fid_plain - 1) * 100:+.0f}%)." if fid_plain and fid_three else "")
     lines += ["## Table 2: locality of eyes, nose and mouth on toyfaces", "",
               "One model with three box links of 64 axes each, beside the vanilla fine-tune measured on the same "
               "partition. MSE ×1e-3 on [0, 1] pixels, as MSE_in / MSE_out; locality = MSE_out / MSE_in (target ≤ 0.1). "
-              f"Regularizer: {regularizer_text(d.get('regularizer', {}).get('toyfaces-eyes-nose-mouth'))}.",
+              f"Regularizer: {regularizer_text(d.get('regularizer', {}).get('toyfaces-eyes-nose-mouth'))}.{fid_text}",
               "", "| method | eyes | nose | mouth |", "|---|---|---|---|"]
     rows = []
     for label, key in (("vanilla fine-tune (same partition)", "toyfaces-plain@eyes-nose-mouth"),
@@ -267,12 +276,14 @@ def report(res: Results, docs: Path) -> Path:
     write_csv(out_dir / "table2-locality.csv",
               ["method", "region", "mse_in", "mse_out", "mse_in_complement", "locality"], rows)
     lines.append("")
-    # Table 3
+    # Table 3 (its arms may come from another toyfaces base than Table 1's: setup["table3_base"])
+    t3 = setup.get("table3_base")
+    table3_base = f"`{t3['toyfaces']}` ({t3['kimg']} kimg)" if t3 else "the toyfaces base"
     lines += ["## Table 3: axes per link (eyes box)", "",
               "`mse_in_complement`: change inside the box when every other axis is resampled (lower: the region is "
               "better protected). `mse_out`: change outside when the link's axes are resampled (lower: more local). "
               "×1e-3. The paper perturbs with a fixed strength; we resample, so the scales differ. Each arm is "
-              f"fine-tuned {setup.get('ablation_kimg', setup.get('kimg', '?'))} kimg from the toyfaces base; the "
+              f"fine-tuned {setup.get('ablation_kimg', setup.get('kimg', '?'))} kimg from {table3_base}; the "
               "vanilla row is the plain fine-tune measured on the same partition.", "",
               "| axes | " + " | ".join(str(k) for k in ABLATION_AXES) + " |", "|---|" + "---|" * len(ABLATION_AXES)]
     rows = []
@@ -313,9 +324,8 @@ def report(res: Results, docs: Path) -> Path:
     if d.get("commands"):
         lines += ["", "## Commands", ""]
         if d.get("fid_source"):
-            lines += ["The fine-tunes whose FIDs were taken over (above) come from `experiments/regularizer.py` and "
-                      "`experiments/semantic.py` (their pages give the commands); those runs were linked into "
-                      "`--runs` (`ln -s`).", ""]
+            lines += ["The fine-tunes whose FIDs were taken over (above) come from the experiments whose JSON is named "
+                      "there (their pages give the commands); those runs were linked into `--runs` (`ln -s`).", ""]
         lines += ["```bash"] + list(d["commands"].values()) + ["```"]
     page = docs / "results" / "paper-tables.md"
     page.write_text("\n".join(lines) + "\n")
