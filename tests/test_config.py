@@ -96,6 +96,10 @@ def test_shared_axes_are_saved_with_the_run_and_come_back_with_its_partition(ima
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["link"]["shared_axes"] == 8
     links = LinkGANPipeline.load(out, device="cpu").links
     assert links.shared == 8 and links.complement_mask("top").nonzero().flatten().tolist() == list(range(12, 24))
+    # `linkgan edit --link shared` resamples them (an edit grid without a region outline)
+    png = tmp_path / "shared.png"
+    assert main(["edit", "--ckpt", str(out), "--link", "shared", "--seeds", "0-1", "--n", "2", "--out", str(png)]) == 0
+    assert png.is_file() and png.stat().st_size > 0
 
 
 def test_shipped_version_1_checkpoints_load_as_the_current_version():

@@ -320,6 +320,17 @@ def test_shared_axes_are_the_last_channels_and_in_no_links_complement():
     delta = torch.ones(2, 512)
     moved = p.perturb_complement(ws[:, 0], "tl", delta) != ws[:, 0]
     assert torch.equal(moved[0], p.complement_mask("tl"))
+    # 'shared' names the shared axes for edits: resample, transplant, interpolate
+    assert torch.equal(p.axes_mask("shared"), p.shared_mask())
+    moved = p.replace_axes(ws, source, "shared")
+    assert torch.equal(moved[..., 384:], source[..., 384:]) and torch.equal(moved[..., :384], ws[..., :384])
+    with pytest.raises(LinkError, match=r"unknown link 'eyes'; known links: 'tl', 'tr', 'bl', 'br' \(and 'shared', "
+                                        r"its 128 shared axes, to edit\)"):
+        p.axes_mask("eyes")
+    with pytest.raises(LinkError, match=r"unknown link 'shared'; known links: 'eyes', 'mouth'$"):
+        two_links().axes_mask("shared")
+    with pytest.raises(LinkError, match=r"a link is named 'shared', the name that edits the 128 shared axes"):
+        LatentPartition.from_specs([dict(CORNERS[0], name="shared")], 512, 32, shared=128)
     # without shared axes the complement is every other channel, as before
     assert torch.equal(two_links().complement_mask("eyes"), ~two_links().axes_mask("eyes"))
 

@@ -219,7 +219,8 @@ class LinkConfig:
                            "what spans several regions (skin tone, light, the background's colour), which "
                            "links that tile the image otherwise cannot vary at all. Each link's own edits stay "
                            "local; resampling every other axis of a link (mse_in_complement, "
-                           "`linkgan edit --complement`) leaves them as they are. Four toyfaces corners after 20 "
+                           "`linkgan edit --complement`) leaves them as they are, and `linkgan edit --link "
+                           "shared` edits them. Four toyfaces corners after 20 "
                            "kimg: FID +32% over vanilla with none shared (128 axes each), +26% with 128 shared, "
                            "+15% with 256 (64 each; but +85% after 10 kimg); docs/results/quality.md. 0 (the "
                            "default) is the paper's partition.")

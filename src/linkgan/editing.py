@@ -7,6 +7,7 @@ Resampling draws a new w' = mapping(z') (with the same truncation as the image) 
 its link axes in place of w's; perturbing adds strength * N(0, I) on the link's axes.
 ``complement=True`` does the same to every *other* axis (but the shared ones of
 --link-shared-axes), which shows that the region holds still while the rest of the image changes.
+The link name 'shared' edits those shared axes, in a model that has them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from .errors import InputError
 from .images import float_to_uint8, make_grid, save_png
 from .networks import Generator
-from .partition import LatentPartition
+from .partition import SHARED, LatentPartition
 from .regions import draw_outline
 
 
@@ -33,7 +34,8 @@ def edit_latents(G: Generator, partition: LatentPartition, ws: torch.Tensor, lin
     """
     if mode not in ("resample", "perturb"):
         raise InputError(f"edit mode must be 'resample' or 'perturb', not {mode!r}")
-    partition[link]  # raises a clear error for unknown links
+    # unknown links fail here; 'shared' edits the shared axes (--link-shared-axes), and with
+    # ``complement`` every other axis
     mask = (partition.complement_mask if complement else partition.axes_mask)(link, device=ws.device)
     b = ws.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
@@ -83,11 +85,13 @@ def change_heatmap(original: torch.Tensor, variants: torch.Tensor, outline: torc
 
 def region_outline(partition: LatentPartition, link: str, res: int,
                    images: torch.Tensor | None = None) -> torch.Tensor | None:
-    """Boundary pixels of a link's region.
+    """Boundary pixels of a link's region (None for the shared axes, which have none).
 
     A fixed region gives (H, W). A semantic region gives (N, H, W), the outline of each of
     ``images`` (N, 3, H, W) in [-1, 1] as its segmenter sees it, or None without images.
     """
+    if link == SHARED and partition.shared:
+        return None  # the shared axes have no region of their own
     region = partition[link].region
     if region.is_fixed:
         return draw_outline(region.mask(res))

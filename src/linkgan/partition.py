@@ -165,6 +165,9 @@ class LatentPartition:
                 raise LinkError(f"LatentPartition takes Link objects, got {link!r}; "
                                 f"use LatentPartition.from_specs for dicts")
             self._check_name(link.name)
+            if shared and link.name == SHARED:
+                raise LinkError(f"a link is named {SHARED!r}, the name that edits the {shared} shared axes "
+                                f"(--link-shared-axes); rename the link")
             if link.name in self._links:
                 raise LinkError(f"two links are named '{link.name}'; give each link a unique name")
             self._links[link.name] = link
@@ -324,7 +327,8 @@ class LatentPartition:
             return self._links[name]
         except (KeyError, TypeError):
             known = ", ".join(repr(n) for n in self._links) or "none (this partition has no links)"
-            raise LinkError(f"unknown link {name!r}; known links: {known}") from None
+            also = f" (and {SHARED!r}, its {self.shared} shared axes, to edit)" if self.shared else ""
+            raise LinkError(f"unknown link {name!r}; known links: {known}{also}") from None
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, LatentPartition) and self.w_dim == other.w_dim
@@ -349,7 +353,11 @@ class LatentPartition:
         return cache[device]
 
     def axes_mask(self, name: str, device=None) -> torch.Tensor:
-        """bool (w_dim,): True on the W channels of link ``name`` (a row of ``axes_tensor``)."""
+        """bool (w_dim,): True on the W channels of link ``name`` (a row of ``axes_tensor``), or on
+        the shared channels for ``SHARED`` ('shared') when the partition has them, so that every
+        edit of a link's axes (resample, perturb, transplant, interpolate) can edit them too."""
+        if name == SHARED and self.shared:
+            return self.shared_mask(device)
         self[name]  # unknown names fail here, listing the known ones
         return self.axes_tensor(device)[self.names.index(name)].clone()
 
@@ -420,6 +428,10 @@ class LatentPartition:
         ``t``: a float or an (N,) tensor, normally in [0, 1] (values outside extrapolate).
         """
         return interpolate_channels(ws, target, self._mask_for(ws, name), t)
+
+
+# The name that edits the shared axes (`linkgan edit --link shared`) in a partition that has them.
+SHARED = "shared"
 
 
 def _check_shared(shared, w_dim: int) -> None:

@@ -28,7 +28,7 @@ def cmd_edit(args) -> int:
     pipe = load_pipeline(args)
     if not args.link:
         raise InputError(f"give --link NAME; this model's links: {pipe.links.names or 'none (pass --links FILE)'}")
-    pipe.links[args.link]  # unknown names fail here, listing the known ones
+    pipe.links.axes_mask(args.link)  # unknown names fail here, listing the known ones (and 'shared')
     latent, seeds = None, parse_seeds(args.seeds)
     if args.latent:  # an inverted real image (`linkgan invert`) instead of seeds
         from ..inversion import Inversion
@@ -163,7 +163,8 @@ def add_image_commands(sub, fmt) -> None:
                                    "--transplant and --interpolate make the other kinds of edit.",
                        formatter_class=fmt)
     e.add_argument("--ckpt", help="A run directory or a checkpoint file (with --recipe: the recipe's by default).")
-    e.add_argument("--link", help="Name of the link to edit (see `linkgan info`).")
+    e.add_argument("--link", help="Name of the link to edit (see `linkgan info`); 'shared' edits the shared axes "
+                                  "of a model trained with --link-shared-axes.")
     e.add_argument("--seeds", default="0-3", help="Seeds of the images to edit.")
     e.add_argument("--n", type=_number_in(int, 1, 256), default=6, help="Variants per image.")
     e.add_argument("--mode", default="resample", choices=["resample", "perturb"],
