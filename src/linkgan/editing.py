@@ -20,7 +20,7 @@ import torch
 from .errors import InputError
 from .images import float_to_uint8, make_grid, save_png
 from .networks import Generator
-from .partition import SHARED, LatentPartition
+from .partition import LatentPartition
 from .regions import draw_outline
 
 
@@ -90,7 +90,7 @@ def region_outline(partition: LatentPartition, link: str, res: int,
     A fixed region gives (H, W). A semantic region gives (N, H, W), the outline of each of
     ``images`` (N, 3, H, W) in [-1, 1] as its segmenter sees it, or None without images.
     """
-    if link == SHARED and partition.shared:
+    if partition.names_shared(link):
         return None  # the shared axes have no region of their own
     region = partition[link].region
     if region.is_fixed:

@@ -165,7 +165,7 @@ class LatentPartition:
                 raise LinkError(f"LatentPartition takes Link objects, got {link!r}; "
                                 f"use LatentPartition.from_specs for dicts")
             self._check_name(link.name)
-            if shared and link.name == SHARED:
+            if self.names_shared(link.name):
                 raise LinkError(f"a link is named {SHARED!r}, the name that edits the {shared} shared axes "
                                 f"(--link-shared-axes); rename the link")
             if link.name in self._links:
@@ -356,10 +356,14 @@ class LatentPartition:
         """bool (w_dim,): True on the W channels of link ``name`` (a row of ``axes_tensor``), or on
         the shared channels for ``SHARED`` ('shared') when the partition has them, so that every
         edit of a link's axes (resample, perturb, transplant, interpolate) can edit them too."""
-        if name == SHARED and self.shared:
+        if self.names_shared(name):
             return self.shared_mask(device)
         self[name]  # unknown names fail here, listing the known ones
         return self.axes_tensor(device)[self.names.index(name)].clone()
+
+    def names_shared(self, name: str) -> bool:
+        """Whether ``name`` stands for the shared axes ('shared', in a partition that has them)."""
+        return name == SHARED and self.shared > 0
 
     def shared_mask(self, device=None) -> torch.Tensor:
         """bool (w_dim,): True on the shared channels (the last ``shared`` of W)."""

@@ -21,7 +21,6 @@ from .errors import InputError
 from .images import float_to_uint8, make_grid, save_png, to_pil
 from .networks import MAX_SEED, Generator, z_from_seeds
 from .networks.build import build_generator
-from .partition import SHARED
 from .views import DEFAULT_YAWS, depth_to_image, region_masks_for_view, render_views
 
 MAX_SEEDS = 100_000  # per call: more would hold every image in memory; split the range instead
@@ -396,7 +395,7 @@ class TriplanePipeline(LinkGANPipeline):
             for v in range(len(yaws)):
                 rgb = rendered["image"][idx, v]
                 depth = depth_to_image(rendered["depth"][idx, v], rendered["opacity"][idx, v], cfg.near, cfg.far, R)
-                outline = (None if link == SHARED and self.links.shared  # no region of their own
+                outline = (None if self.links.names_shared(link)  # no region of their own
                            else draw_outline(region_masks_for_view(self.links, link, cams[v], R)))
                 cells += list(to_u8(rgb)) + [change_heatmap(rgb[0], rgb[1:], outline)]
                 cells += list(to_u8(depth)) + [change_heatmap(depth[0], depth[1:], outline)]
