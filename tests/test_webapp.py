@@ -139,6 +139,39 @@ def test_bad_actions_give_messages(editor):
         editor.pick_seed(h, "abc")
 
 
+def test_shared_axes_are_offered_edited_and_replayed(pipe, tmp_path):
+    """A model trained with --link-shared-axes: the editor offers 'shared' after the links, edits the
+    last channels of W with it (every region may change, none is outlined for it), and its recipe
+    replays; a model without shared axes refuses the name."""
+    import copy
+
+    from linkgan.partition import LatentPartition
+    from linkgan.webapp.app import build_app
+
+    model = copy.copy(pipe)
+    model.links = LatentPartition.from_specs(pipe.links.to_specs(), pipe.links.w_dim, pipe.resolution, shared=128)
+    editor = Editor(model, checkpoint="builtin:toyfaces", out_dir=tmp_path / "web")
+    assert editor.link_names == [*pipe.links.names, "shared"] and editor.is_shared("shared")
+    h = editor.resample(editor.start(3), "shared", edit_seed=5)
+    h = editor.set_mix(h, "shared", 0.5)
+    h = editor.transplant(h, "shared", 9)
+    before = editor.render(editor.start(3)).image
+    after = editor.render(h)
+    assert (after.image - before).abs().amax() > 0.05  # the shared axes move the image
+    recipe = editor.recipe(h)
+    assert [e["link"] for e in recipe["edits"]] == ["shared", "shared"]
+    assert torch.equal(render_recipe(model, recipe), after.image)
+    # the outlines are the links' only: the display with outlines differs from the plain one where
+    # the links' boxes are, as for a model without shared axes
+    assert set(editor.region_masks(after.image)) == set(pipe.links.names)
+    text = json.dumps(build_app(editor).config, default=str)
+    assert "resample-shared" in text and "no region owns" in text
+    with pytest.raises(EditorError, match="unknown link 'shared'"):
+        Editor(pipe, out_dir=tmp_path / "plain").resample(editor.start(3), "shared")
+    with pytest.raises(RecipeError, match="'shared' is not a link of this model"):
+        render_recipe(pipe, recipe)
+
+
 # -- rendering -------------------------------------------------------------------------------------
 def test_render_is_the_seed_image_with_outlined_regions(pipe, editor):
     r = editor.render(editor.start(3))

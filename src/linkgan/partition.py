@@ -310,6 +310,11 @@ class LatentPartition:
         return list(self._links)
 
     @property
+    def edit_names(self) -> list[str]:
+        """The names an edit may take: the links, then 'shared' when the partition has shared axes."""
+        return self.names + ([SHARED] if self.shared else [])
+
+    @property
     def links(self) -> list[Link]:
         return list(self._links.values())
 

@@ -188,9 +188,9 @@ def check_recipe(recipe, links=None) -> None:
             raise RecipeError(f"{where}.op is {op!r}; it is one of {', '.join(EDIT_OPS)}")
         if not isinstance(e.get("link"), str):
             raise RecipeError(f"{where}.link must name a link, e.g. \"eyes\"")
-        if links is not None and e["link"] not in links:
+        if links is not None and e["link"] not in links.edit_names:
             raise RecipeError(f"{where}.link {e['link']!r} is not a link of this model (its links: "
-                              f"{', '.join(links.names) or 'none'})")
+                              f"{', '.join(links.edit_names) or 'none'})")
         for key in _EDIT_KEYS[op]:
             if key not in e:
                 raise RecipeError(f"{where} ({op}) needs {key}")

@@ -89,10 +89,13 @@ def build_app(editor: Editor):
 
     with gr.Blocks(**blocks_kwargs) as demo:
         history = gr.State(start)
-        links_text = ", ".join(f"**{n}**" for n in names) or "none (a vanilla model: nothing to edit locally)"
+        regions = [n for n in names if not editor.is_shared(n)]
+        links_text = ", ".join(f"**{n}**" for n in regions) or "none (a vanilla model: nothing to edit locally)"
+        shared_text = (f" **shared** are {editor.pipe.links.shared} axes that no region owns: they may change "
+                       "the whole image." if len(regions) < len(names) else "")
         gr.Markdown(f"## LinkGAN editor\nModel `{editor.checkpoint}` ({editor.pipe.resolution} px). "
                     f"Links: {links_text}. Each link owns a group of latent axes tied to its outlined region: "
-                    "changing them should change that region only.")
+                    f"changing them should change that region only.{shared_text}")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=280):
                 gallery = gr.Gallery(value=editor.gallery(), label="Pick an image", columns=3, allow_preview=False,
@@ -129,7 +132,7 @@ def build_app(editor: Editor):
                 mix_sliders, strength_sliders, link_rows = [], [], []
                 for name in names:
                     with gr.Group(elem_classes="link-box"):
-                        gr.Markdown(f"### {name}")
+                        gr.Markdown(f"### {name}" + (" (the whole image)" if editor.is_shared(name) else ""))
                         with gr.Row():
                             resample = gr.Button(f"Resample {name}", variant="primary", elem_id=f"resample-{name}",
                                                  scale=2)

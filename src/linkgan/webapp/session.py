@@ -109,14 +109,19 @@ class Editor:
     # -- model facts ----------------------------------------------------------------------------
     @property
     def link_names(self) -> list[str]:
-        return self.pipe.links.names
+        """What the editor can edit: the links, then 'shared' when the model has shared axes."""
+        return self.pipe.links.edit_names
+
+    def is_shared(self, name: str) -> bool:
+        """Whether ``name`` stands for the model's shared axes (--link-shared-axes), which no region owns."""
+        return self.pipe.links.names_shared(name)
 
     @property
     def can_invert(self) -> bool:
         return callable(getattr(self.pipe, "invert", None))
 
     def _link(self, link: str) -> str:
-        if link not in self.pipe.links:
+        if link not in self.link_names:
             raise EditorError(f"unknown link {link!r}; this model's links: {', '.join(self.link_names) or 'none'}")
         return link
 
