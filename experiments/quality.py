@@ -330,7 +330,8 @@ def change_text(arm: str) -> str:
     """The arm's train options as the page shows them: λ_in 1, ema_kimg 0.1, kimg 2x, ..."""
     names = {"link_lambda_in": "λ_in", "link_lambda_out": "λ_out", "link_alpha": "α", "link_fakes": "link_fakes",
              "link_interval": "interval", "link_loss": "loss", "link_samples": "samples", "link_budget": "budget",
-             "link_target": "target", "link_perturb": "edits", "link_optimizer": "optimizer", "link_lr": "link lr"}
+             "link_target": "target", "link_perturb": "edits", "link_optimizer": "optimizer", "link_lr": "link lr",
+             "link_shared_axes": "shared axes"}
     spec = ARMS[arm]
     parts = [f"{names.get(k, k)} {'none' if v is None else f'{v:g}' if isinstance(v, float) else v}"
              for k, v in spec["overrides"].items()]
