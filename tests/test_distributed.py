@@ -39,12 +39,18 @@ def test_first_update_equals_one_process_on_the_global_batch(tmp_path):
     assert other.returncode == 0, other.stderr[-3000:]
     ddp, one, wrong = (params(tmp_path / d / "params-rank0.safetensors") for d in ("ddp", "ref", "other"))
     assert ddp.keys() == one.keys()
-    diff = max((ddp[k] - one[k]).abs().max().item() for k in ddp)
-    wrong_diff = max((ddp[k] - wrong[k]).abs().max().item() for k in ddp)
-    # Adam's first step moves weights by about lr = 0.0025; the two paths differ only by
-    # float summation order.
-    assert diff < 2e-5, diff
-    assert wrong_diff > 1e-3, wrong_diff
+
+    def differing(a: dict, b: dict) -> float:
+        """The share of weights that differ by more than float summation order explains."""
+        return sum(((a[k] - b[k]).abs() > 2e-5).sum().item() for k in a) / sum(v.numel() for v in a.values())
+
+    # Adam's first step moves a weight by lr * g / (|g| + eps), about lr = 0.0025 whatever g's size,
+    # and the two paths differ only by float summation order. Where a gradient is ~eps that order
+    # can move the weight by up to 2 lr (8 of 98k weights of D on an AVX-512 CPU, none on AVX2),
+    # so a handful may differ by more; a different batch moves a quarter of them.
+    assert differing(ddp, one) < 1e-3, differing(ddp, one)
+    assert max((ddp[k] - one[k]).abs().max().item() for k in ddp) <= 2 * 0.0025 + 1e-6
+    assert differing(ddp, wrong) > 0.1, differing(ddp, wrong)
 
 
 def test_ranks_stay_identical_with_links(tmp_path):

@@ -265,7 +265,9 @@ def test_the_legacy_builtin_model_still_draws_its_images():
     pipe = LinkGANPipeline.load("builtin:toyfaces-legacy", device="cpu")
     assert pipe.config.model.numerics == "legacy"
     ref = load_file(Path(__file__).parent / "data" / "toyfaces-legacy-seeds0-3.safetensors")["images"]
-    assert torch.allclose(pipe.generate([0, 1, 2, 3], output="tensor"), ref, atol=1e-6, rtol=0)
+    # 1e-5: CPUs of another vector width sum in another order (2e-6 on AVX-512 against this file's
+    # reference); a change of the numerics themselves (legacy against official) moves them far more.
+    assert torch.allclose(pipe.generate([0, 1, 2, 3], output="tensor"), ref, atol=1e-5, rtol=0)
 
 
 def test_the_official_mapping_updates_w_avg_in_every_training_phase():

@@ -161,8 +161,7 @@ def test_shared_axes_are_offered_edited_and_replayed(pipe, tmp_path):
     recipe = editor.recipe(h)
     assert [e["link"] for e in recipe["edits"]] == ["shared", "shared"]
     assert torch.equal(render_recipe(model, recipe), after.image)
-    # the outlines are the links' only: the display with outlines differs from the plain one where
-    # the links' boxes are, as for a model without shared axes
+    # no outline for the shared axes: the regions drawn are the links' only
     assert set(editor.region_masks(after.image)) == set(pipe.links.names)
     text = json.dumps(build_app(editor).config, default=str)
     assert "resample-shared" in text and "no region owns" in text
