@@ -92,7 +92,7 @@ def build_app(editor: Editor):
         regions = [n for n in names if not editor.is_shared(n)]
         links_text = ", ".join(f"**{n}**" for n in regions) or "none (a vanilla model: nothing to edit locally)"
         shared_text = (f" **shared** are {editor.pipe.links.shared} axes that no region owns: they may change "
-                       "the whole image." if len(regions) < len(names) else "")
+                       "the whole image." if editor.pipe.links.shared else "")
         gr.Markdown(f"## LinkGAN editor\nModel `{editor.checkpoint}` ({editor.pipe.resolution} px). "
                     f"Links: {links_text}. Each link owns a group of latent axes tied to its outlined region: "
                     f"changing them should change that region only.{shared_text}")
