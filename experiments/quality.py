@@ -34,9 +34,10 @@ Cost on 2 CPU cores at the defaults (--kimg 10, fid2k + pr2k, mse1k): a 10-kimg 
 (+~4 min once per dataset for the real images' features, cached), masked MSE ~0.5-2 min per
 measurement. sweep (16 fine-tunes): ~1.2 h training, ~1.4 h FID, ~0.3 h MSE, ~3 h in all;
 ablation (14 arms + 4 more vanillas, the 2x and 3x lengths included): ~1.7 h + ~1.5 h + ~0.3 h,
-~3.5 h; fashion: ~20 min. About 7 h for the whole study, one call after the other. Two calls can
-run side by side (OMP_NUM_THREADS=1 each) once the vanilla arm they share is finished (--arms vanilla).
-On a GPU pass a larger --kimg (and --fid fid10k --pr pr10k) with a fresh --out and quality.json.
+~3.5 h; fashion: ~20 min; cost (Fashion-MNIST, 12 fine-tunes of 10 kimg): ~1.7 h. About 9 h for the
+whole study, one call after the other. Two calls can run side by side (OMP_NUM_THREADS=1 each) once the
+vanilla arm they share is finished (--arms vanilla). On a GPU pass a larger --kimg (and --fid fid10k
+--pr pr10k) with a fresh --out and quality.json.
 
 Usage:
   linkgan dataset toyfaces --n 20000 --res 32 --out data/toyfaces32.zip
@@ -66,7 +67,7 @@ from linkgan.fid import MetricsExtraError, find_inception_file
 from linkgan.metrics import metric_of
 
 # ---------------------------------------------------------------------------------------- the arms
-GROUPS = ("sweep", "ablation", "modes", "target", "swap", "fashion")
+GROUPS = ("sweep", "ablation", "modes", "target", "swap", "fashion", "cost")
 DATASETS = ("toyfaces", "fashion")
 ARM_EXTRAS = ("groups", "vanilla", "dataset", "times_kimg")
 TRAIN_OPTIONS = {o.name for o in options_of(TrainConfig)}  # flat names, link_lambda_in among them
@@ -101,7 +102,9 @@ COMMANDS = {"sweep": "python experiments/quality.py --data data/toyfaces32.zip -
             "swap": "python experiments/quality.py --data data/toyfaces32.zip --fashion-base builtin:fmnist32-base "
                     "--fashion-data data/fmnist32.zip --only swap",
             "fashion": "python experiments/quality.py --fashion-base builtin:fmnist32-base "
-                       "--fashion-data data/fmnist32.zip --only fashion   # the shipped --preset small32 base (ada.md)"}
+                       "--fashion-data data/fmnist32.zip --only fashion   # the shipped --preset small32 base (ada.md)",
+            "cost": "python experiments/quality.py --fashion-base builtin:fmnist32-base "
+                    "--fashion-data data/fmnist32.zip --only cost"}
 REPORT_COMMAND = "python experiments/quality.py --report-only"
 NOT_RUN = "not run yet"
 
@@ -426,24 +429,45 @@ def complete(data: dict, arm: str) -> bool:
     return all(r.get(k) is not None for k in ("fid", "pr") + (("mse", "baseline") if ARMS[arm]["links"] else ()))
 
 
-def tradeoff_points(data: dict) -> dict[int, dict]:
-    """The plot's data: link count -> {"arms": [{arm, locality, fid_change, recall}] of the sweep arms
-    with locality and FID measured, by locality; "vanilla": {locality, recall} of the vanilla arm
-    on the same links, or None}. locality is that of the arm's least local link."""
-    curves = {}
-    for arm, spec in ARMS.items():
-        r, v = data.get("arms", {}).get(arm, {}), data.get("arms", {}).get(spec["vanilla"], {})
-        change = fid_change(data, arm)
-        if "sweep" not in spec["groups"] or not r.get("mse") or change is None:
+def curve(data: dict, arms) -> dict | None:
+    """One curve of the plot: {"arms": [{arm, locality, fid_change, recall}] of those ``arms`` with
+    locality and FID measured, by locality; "vanilla": {locality, recall} of their vanilla fine-tune on
+    the same links, or None}, or None while none is measured. locality is that of the arm's least local
+    link."""
+    points, vanilla = [], None
+    for arm in arms:
+        r, change = data.get("arms", {}).get(arm, {}), fid_change(data, arm)
+        if not r.get("mse") or change is None:
             continue
-        curve = curves.setdefault(len(spec["links"]), {"arms": [], "vanilla": None})
-        curve["arms"].append({"arm": arm, "locality": worst(r["mse"]), "fid_change": change,
-                              "recall": (r.get("pr") or {}).get("recall")})
+        points.append({"arm": arm, "locality": worst(r["mse"]), "fid_change": change,
+                       "recall": (r.get("pr") or {}).get("recall")})
         if r.get("baseline"):
-            curve["vanilla"] = {"locality": worst(r["baseline"]), "recall": (v.get("pr") or {}).get("recall")}
-    for curve in curves.values():
-        curve["arms"].sort(key=lambda p: p["locality"])
-    return dict(sorted(curves.items()))
+            v = data["arms"].get(ARMS[arm]["vanilla"], {})
+            vanilla = {"locality": worst(r["baseline"]), "recall": (v.get("pr") or {}).get("recall")}
+    return {"arms": sorted(points, key=lambda p: p["locality"]), "vanilla": vanilla} if points else None
+
+
+def tradeoff_points(data: dict) -> dict[int, dict]:
+    """The plot's toyfaces curves: link count -> curve() of the sweep arms with that many links."""
+    counts = sorted({len(s["links"]) for s in ARMS.values() if "sweep" in s["groups"]})
+    curves = {n: curve(data, [a for a, s in ARMS.items() if "sweep" in s["groups"] and len(s["links"]) == n])
+              for n in counts}
+    return {n: c for n, c in curves.items() if c}
+
+
+# The real-photo curve of the plot: the Fashion-MNIST centre box with today's edits (swap) and the λs scaled
+# together, from a hundredth of the defaults up to them.
+FASHION_CURVE = ("fashion-centre-swap-weak", "fashion-centre-swap-in1-out3", "fashion-centre-swap-in3-out9",
+                 "fashion-centre-swap")
+FASHION_LABEL = "Fashion-MNIST centre box (swap edits)"
+
+
+def plot_curves(data: dict) -> dict[str, dict]:
+    """Every curve of the plot by its label: the toyfaces link counts, then the real-photo one."""
+    curves = {f"{n} link{'s' if n > 1 else ''}": c for n, c in tradeoff_points(data).items()}
+    if fashion := curve(data, FASHION_CURVE):
+        curves[FASHION_LABEL] = fashion
+    return curves
 
 
 def local_enough(measured: dict) -> bool:
@@ -577,9 +601,9 @@ def kimg_note(data: dict) -> str:
 def page_values(data: dict) -> dict:
     """The fields of docs/results/quality.template.md, each a block of Markdown made from quality.json:
     commands (to run), status, setup, ran (the commands that measured the JSON's numbers),
-    sweep/ablation/modes/target/swap/fashion (tables), target_notes/swap_notes, verdict, plot, arms
+    sweep/ablation/modes/target/swap/fashion/cost (tables), target_notes/swap_notes, verdict, plot, arms
     (every arm's note)."""
-    has_plot = bool(tradeoff_points(data))
+    has_plot = bool(plot_curves(data))
     return {
         "commands": "\n".join(DATA_COMMANDS + tuple(COMMANDS.values()) + (REPORT_COMMAND,)),
         "status": status(data), "setup": setup_text(data),
@@ -589,7 +613,8 @@ def page_values(data: dict) -> dict:
         "target_notes": twin_notes(data, "target"), "swap": table(data, group_rows("swap")),
         "swap_notes": twin_notes(data, "swap"), "defaults_verdict": defaults_verdict(data),
         "kimg_note": kimg_note(data),
-        "fashion": table(data, group_rows("fashion")), "verdict": verdict(data),
+        "fashion": table(data, group_rows("fashion")), "cost": table(data, group_rows("cost")),
+        "verdict": verdict(data),
         "plot": (f"![FID change and recall against locality](../images/{PLOT})" if has_plot else
                  f"The plot (`docs/images/{PLOT}`): {NOT_RUN}; it is drawn once a sweep arm and its vanilla have "
                  "their locality and FID."),
@@ -601,8 +626,9 @@ def page_values(data: dict) -> dict:
 
 def draw_tradeoff(data: dict, path: Path) -> Path | None:
     """FID change against locality (left) and recall against locality (right), one curve per link
-    count, the vanilla arms as open markers and the paper's point; None when nothing is measured."""
-    curves = tradeoff_points(data)
+    count on toyfaces and the real-photo one (plot_curves), the vanilla arms as open markers
+    and the paper's point; None when nothing is measured."""
+    curves = plot_curves(data)
     if not curves:
         return None
     import matplotlib
@@ -611,18 +637,19 @@ def draw_tradeoff(data: dict, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, (ax_fid, ax_recall) = plt.subplots(1, 2, figsize=(10, 4.8))
-    for (count, curve), colour in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green", "tab:red")):
-        label = f"{count} link{'s' if count > 1 else ''}"
-        x = [p["locality"] for p in curve["arms"]]
-        ax_fid.plot(x, [100 * p["fid_change"] for p in curve["arms"]], "o-", color=colour, label=label)
-        recall = [(p["locality"], p["recall"]) for p in curve["arms"] if p["recall"] is not None]
+    fig, (ax_fid, ax_recall) = plt.subplots(1, 2, figsize=(11, 5.4))
+    colours = {"1 link": "tab:blue", "2 links": "tab:orange", "4 links": "tab:green", FASHION_LABEL: "tab:purple"}
+    for label, points in curves.items():
+        colour, style = colours.get(label, "tab:red"), "s--" if label == FASHION_LABEL else "o-"
+        x = [p["locality"] for p in points["arms"]]
+        ax_fid.plot(x, [100 * p["fid_change"] for p in points["arms"]], style, color=colour, label=label)
+        recall = [(p["locality"], p["recall"]) for p in points["arms"] if p["recall"] is not None]
         if recall:
-            ax_recall.plot(*zip(*recall), "o-", color=colour, label=label)
-        if curve["vanilla"]:
-            ax_fid.plot([curve["vanilla"]["locality"]], [0], "o", mfc="none", color=colour)
-            if curve["vanilla"]["recall"] is not None:
-                ax_recall.plot([curve["vanilla"]["locality"]], [curve["vanilla"]["recall"]], "o", mfc="none",
+            ax_recall.plot(*zip(*recall), style, color=colour, label=label)
+        if points["vanilla"]:
+            ax_fid.plot([points["vanilla"]["locality"]], [0], "o", mfc="none", color=colour)
+            if points["vanilla"]["recall"] is not None:
+                ax_recall.plot([points["vanilla"]["locality"]], [points["vanilla"]["recall"]], "o", mfc="none",
                                color=colour)
     changes, ffhq = [100 * v for v in PAPER_FID_CHANGE.values()], 100 * PAPER_FID_CHANGE["FFHQ"]
     ax_fid.errorbar([PAPER_LOCALITY], [ffhq], yerr=[[ffhq - min(changes)], [max(changes) - ffhq]],
@@ -638,9 +665,9 @@ def draw_tradeoff(data: dict, path: Path) -> Path | None:
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled ticks only, no overlap
         ax.set_xticks([0.01, 0.03, 0.1, 0.3, 1.0], labels=["0.01", "0.03", "0.1", "0.3", "1"])
         ax.set_xlabel("locality of the least local link (lower: more local)")
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3, frameon=False)
-    fig.suptitle("toyfaces 32 px: regularizer strength swept from λ 0.1/0.3 to 10/30 (open markers: vanilla)",
-                 fontsize=9)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, frameon=False)
+    fig.suptitle("32 px: regularizer strength swept from λ 0.1/0.3 to 10/30 (open markers: vanilla); solid: "
+                 "toyfaces, Gaussian edits at fixed weights; dashed: Fashion-MNIST, today's defaults", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

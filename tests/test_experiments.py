@@ -301,6 +301,32 @@ def test_quality_plot_has_one_curve_per_measured_link_count_with_its_vanilla(lab
     assert curves[1]["vanilla"] == {"locality": 1.6, "recall": 0.5}
 
 
+def test_quality_plot_adds_the_real_photo_curve_once_its_arms_are_measured(lab):
+    import quality
+
+    data = partial_quality_json()
+    assert list(quality.plot_curves(data)) == ["1 link"]
+    centre = {"mse_in": 0.01, "mse_in_complement": 0.02}
+    data["arms"].update({
+        "fashion-vanilla": {"kimg": 10.0, "fid": 50.0, "pr": {"precision": 0.2, "recall": 0.07}},
+        "fashion-centre-swap": {"kimg": 10.0, "mse": {"centre": {**centre, "mse_out": 0.001, "locality": 0.1}},
+                                "baseline": {"centre": {**centre, "mse_out": 0.0045, "locality": 0.45}},
+                                "fid": 80.0, "pr": {"precision": 0.1, "recall": 0.002}},
+        "fashion-centre-swap-weak": {"kimg": 10.0, "mse": {"centre": {**centre, "mse_out": 0.004, "locality": 0.4}},
+                                     "baseline": {"centre": {**centre, "mse_out": 0.0045, "locality": 0.45}}},
+    })
+    curves = quality.plot_curves(data)
+    assert list(curves) == ["1 link", quality.FASHION_LABEL], "the weak arm has no FID yet, the defaults do"
+    fashion = curves[quality.FASHION_LABEL]
+    assert [p["arm"] for p in fashion["arms"]] == ["fashion-centre-swap"]
+    assert fashion["arms"][0]["fid_change"] == pytest.approx(0.6)
+    assert fashion["vanilla"] == {"locality": 0.45, "recall": 0.07}
+    data["arms"]["fashion-centre-swap-weak"]["fid"] = 49.0
+    points = quality.plot_curves(data)[quality.FASHION_LABEL]["arms"]
+    assert [p["arm"] for p in points] == ["fashion-centre-swap", "fashion-centre-swap-weak"], "by locality"
+    assert quality.tradeoff_points(data).keys() == {1}, "the verdict's curves stay toyfaces' sweep"
+
+
 def test_quality_plot_is_drawn_from_a_partial_json(lab, tmp_path):
     pytest.importorskip("matplotlib", reason='the plot needs pip install "linkgan[experiments]"')
     import quality
