@@ -34,7 +34,7 @@ Cost on 2 CPU cores at the defaults (--kimg 10, fid2k + pr2k, mse1k): a 10-kimg 
 (+~4 min once per dataset for the real images' features, cached), masked MSE ~0.5-2 min per
 measurement. sweep (16 fine-tunes): ~1.2 h training, ~1.4 h FID, ~0.3 h MSE, ~3 h in all;
 ablation (14 arms + 4 more vanillas, the 2x and 3x lengths included): ~1.7 h + ~1.5 h + ~0.3 h,
-~3.5 h; fashion: ~20 min; cost (Fashion-MNIST, 12 fine-tunes of 10 kimg): ~1.7 h. About 9 h for the
+~3.5 h; fashion: ~20 min; cost (13 fine-tunes of 10 kimg): ~1.8 h. About 9 h for the
 whole study, one call after the other. Two calls can run side by side (OMP_NUM_THREADS=1 each) once the
 vanilla arm they share is finished (--arms vanilla). On a GPU pass a larger --kimg (and --fid fid10k
 --pr pr10k) with a fresh --out and quality.json.
@@ -103,7 +103,7 @@ COMMANDS = {"sweep": "python experiments/quality.py --data data/toyfaces32.zip -
                     "--fashion-data data/fmnist32.zip --only swap",
             "fashion": "python experiments/quality.py --fashion-base builtin:fmnist32-base "
                        "--fashion-data data/fmnist32.zip --only fashion   # the shipped --preset small32 base (ada.md)",
-            "cost": "python experiments/quality.py --fashion-base builtin:fmnist32-base "
+            "cost": "python experiments/quality.py --data data/toyfaces32.zip --fashion-base builtin:fmnist32-base "
                     "--fashion-data data/fmnist32.zip --only cost"}
 REPORT_COMMAND = "python experiments/quality.py --report-only"
 NOT_RUN = "not run yet"
