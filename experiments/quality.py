@@ -616,8 +616,8 @@ def page_values(data: dict) -> dict:
         "fashion": table(data, group_rows("fashion")), "cost": table(data, group_rows("cost")),
         "verdict": verdict(data),
         "plot": (f"![FID change and recall against locality](../images/{PLOT})" if has_plot else
-                 f"The plot (`docs/images/{PLOT}`): {NOT_RUN}; it is drawn once a sweep arm and its vanilla have "
-                 "their locality and FID."),
+                 f"The plot (`docs/images/{PLOT}`): {NOT_RUN}; it is drawn once a sweep arm (or one of the "
+                 "Fashion-MNIST curve's) and its vanilla have their locality and FID."),
         "arms": "\n".join(["| arm | groups | links | note |", "|---|---|---|---|"] + [
             f"| `{a}` | {', '.join(s['groups'])} | {', '.join(link['name'] for link in s['links']) or 'none'} | "
             f"{s['note']} |" for a, s in ARMS.items()]),
