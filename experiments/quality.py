@@ -18,6 +18,11 @@ compared with a vanilla fine-tune of the same base, length and non-link options:
             four corners twice as long; 2 and 4 links with factorized sampling and the render budget
   fashion   Fashion-MNIST 32 px: a vanilla fine-tune of --fashion-base, a top-half link (256 axes) and
             a centre box (64 axes, the issue's real-photo check) at the old defaults
+  cost      the Fashion-MNIST centre box at version 4's defaults taken apart one change at a time
+            (λ_in, λ_out, the edited fakes, a ramp, the Glink step's own Adam), a second seed
+  v5        today's defaults (version 5: λ_in 3 instead of 10) for 1, 2 and 4 links and the
+            Fashion-MNIST centre box, each beside its twin at version 4's; λ_in 1, 128 shared axes
+            and twice the length for the four corners
 Each fine-tune continues its base's own G/D recipe (learning rates, R1, style mixing, x-flips,
 augmentation: RECIPE), the arm's train options on top. Each arm is measured: masked MSE per link
 (--n samples; locality = mse_out / mse_in), the vanilla arm on the same links, and FID with
@@ -67,7 +72,7 @@ from linkgan.fid import MetricsExtraError, find_inception_file
 from linkgan.metrics import metric_of
 
 # ---------------------------------------------------------------------------------------- the arms
-GROUPS = ("sweep", "ablation", "modes", "target", "swap", "fashion", "cost")
+GROUPS = ("sweep", "ablation", "modes", "target", "swap", "fashion", "cost", "v5")
 DATASETS = ("toyfaces", "fashion")
 ARM_EXTRAS = ("groups", "vanilla", "dataset", "times_kimg")
 TRAIN_OPTIONS = {o.name for o in options_of(TrainConfig)}  # flat names, link_lambda_in among them
@@ -76,9 +81,10 @@ RECIPE = ("batch", "lr_g", "lr_d", "beta1", "beta2", "r1_gamma", "r1_interval", 
           "pl_batch_shrink", "pl_decay", "style_mixing", "xflip", "aug", "augpipe", "aug_target", "ada_kimg",
           "ada_interval")
 # The Glink phase of every arm unless the arm says otherwise: every link's Gaussian edits for the whole
-# batch at fixed weights, the defaults when the study began (the modes, target and swap arms measure
-# later defaults against them).
-STUDY_LINK = {"link_samples": "all", "link_budget": None, "link_target": None, "link_perturb": "gaussian"}
+# batch at fixed weights and λ 10/30, the defaults when the study began (the modes, target, swap and v5
+# arms measure later defaults against them).
+STUDY_LINK = {"link_samples": "all", "link_budget": None, "link_target": None, "link_perturb": "gaussian",
+              "link_lambda_in": 10.0, "link_lambda_out": 30.0}
 # The paper (Table 2, FFHQ eyes: MSE_o / MSE_i = 2.24 / 5.25) and the FID changes of its Table 1.
 PAPER_LOCALITY = 2.24 / 5.25
 PAPER_FID = {"FFHQ": (3.98, 5.00), "AFHQ": (8.44, 9.85), "LSUN-Car": (2.95, 3.09), "LSUN-Church": (3.82, 3.97)}
@@ -104,7 +110,9 @@ COMMANDS = {"sweep": "python experiments/quality.py --data data/toyfaces32.zip -
             "fashion": "python experiments/quality.py --fashion-base builtin:fmnist32-base "
                        "--fashion-data data/fmnist32.zip --only fashion   # the shipped --preset small32 base (ada.md)",
             "cost": "python experiments/quality.py --data data/toyfaces32.zip --fashion-base builtin:fmnist32-base "
-                    "--fashion-data data/fmnist32.zip --only cost"}
+                    "--fashion-data data/fmnist32.zip --only cost",
+            "v5": "python experiments/quality.py --data data/toyfaces32.zip --fashion-base builtin:fmnist32-base "
+                  "--fashion-data data/fmnist32.zip --only v5"}
 REPORT_COMMAND = "python experiments/quality.py --report-only"
 NOT_RUN = "not run yet"
 
@@ -410,7 +418,13 @@ TARGET_TWINS = {"target-1link": "sweep-1link-in10-out30", "target0.1-1link": "sw
 # (the locality target 0.08); the Fashion-MNIST centre box has no such arm, so its fixed-weight one.
 SWAP_TWINS = {"swap-1link": "target-1link", "swap-2links": "target-2links", "swap-4links": "target-4links",
               "fashion-centre-swap": "fashion-centre", "fashion-top-swap": "fashion-top-target"}
-TWINS = {"target": TARGET_TWINS, "swap": SWAP_TWINS}
+# The arm at version 4's defaults (λ_in 10) that each version-5 arm (λ_in 3, or 1) is read against.
+V5_TWINS = {"swap-1link-in3": "swap-1link", "swap-2links-in3": "swap-2links", "swap-4links-in3": "swap-4links",
+            "swap-4links-in1": "swap-4links", "swap-4links-in3-interval4": "swap-4links",
+            "swap-4links-in3-shared128": "swap-4links-shared128",
+            "swap-4links-in3-shared128-seed1": "swap-4links-in3-shared128",
+            "fashion-centre-swap-in3": "fashion-centre-swap", "fashion-top-swap-in3-seed1": "fashion-top-swap-seed1"}
+TWINS = {"target": TARGET_TWINS, "swap": SWAP_TWINS, "v5": V5_TWINS}
 
 
 def group_rows(group: str) -> list[str]:
@@ -516,17 +530,23 @@ def verdict(data: dict) -> str:
     return "\n".join(lines)
 
 
-# The arms that run today's defaults, per link count (the issue's targets apply to them).
-DEFAULT_ARMS = {1: "swap-1link", 2: "swap-2links", 4: "swap-4links"}
+# The arms that run today's defaults (version 5), per link count (the issue's targets apply to them), and
+# the four corners as training's tiling note advises (LinkSettings.tiling_note: some axes shared).
+DEFAULT_ARMS = {1: "swap-1link-in3", 2: "swap-2links-in3", 4: "swap-4links-in3"}
+ADVISED_ARMS = {4: ("swap-4links-in3-shared128", "with 128 shared axes (96 per corner), as training's note on links "
+                                                 "that tile the image advises")}
 
 
 def defaults_verdict(data: dict) -> str:
-    """Per link count: whether today's defaults (DEFAULT_ARMS) meet the targets, with the numbers."""
+    """Per link count: whether today's defaults (DEFAULT_ARMS, then ADVISED_ARMS) meet the targets, with the
+    numbers."""
     lines = []
-    for count, arm in DEFAULT_ARMS.items():
+    rows = [(count, arm, "at the defaults") for count, arm in DEFAULT_ARMS.items()]
+    rows += [(count, arm, f"at the defaults {how}") for count, (arm, how) in ADVISED_ARMS.items()]
+    for count, arm, setting in rows:
         r, change = data.get("arms", {}).get(arm, {}), fid_change(data, arm)
         target = FID_TARGETS[count]
-        head = (f"- {count} link{'s' if count > 1 else ''} at the defaults (`{arm}`; FID ≤ {target:+.0%} at locality "
+        head = (f"- {count} link{'s' if count > 1 else ''} {setting} (`{arm}`; FID ≤ {target:+.0%} at locality "
                 f"≤ {LOCALITY_TARGET:g} and ≥ {LOCALITY_GAIN:g}× vanilla's)")
         if not (r.get("mse") and r.get("baseline")) or change is None:
             lines.append(f"{head}: {NOT_RUN}.")
@@ -565,8 +585,9 @@ PLOT = "quality-tradeoff.png"
 
 
 def twin_notes(data: dict, group: str) -> str:
-    """Per target (swap) arm: where its strength ended (from its run's stats.jsonl, stored in quality.json
-    as ``link_scale``) and its change in locality and FID against its fixed-weight (Gaussian) twin."""
+    """Per target (swap, v5) arm: where its strength ended (from its run's stats.jsonl, stored in quality.json
+    as ``link_scale``) and its change in locality and FID against its twin (TWINS: the arm at the defaults
+    before it)."""
     lines = []
     for arm, twin in TWINS[group].items():
         r, t = data.get("arms", {}).get(arm, {}), data.get("arms", {}).get(twin, {})
@@ -612,6 +633,7 @@ def page_values(data: dict) -> dict:
         "modes": table(data, group_rows("modes")), "target": table(data, group_rows("target")),
         "target_notes": twin_notes(data, "target"), "swap": table(data, group_rows("swap")),
         "swap_notes": twin_notes(data, "swap"), "defaults_verdict": defaults_verdict(data),
+        "v5": table(data, group_rows("v5")), "v5_notes": twin_notes(data, "v5"),
         "kimg_note": kimg_note(data),
         "fashion": table(data, group_rows("fashion")), "cost": table(data, group_rows("cost")),
         "verdict": verdict(data),

@@ -109,14 +109,14 @@ def test_shipped_version_1_checkpoints_load_as_the_current_version():
 
 
 def test_a_version_1_run_keeps_the_link_behaviour_it_had():
-    """Options added after version 1 take their version-1 behaviour in a version-1 config, not today's defaults."""
+    """Options added or changed after version 1 take their version-1 behaviour in a version-1 config, not today's defaults."""
     old = version_1(RunConfig())
     behaviour = {name: value for pins in LINK_BEHAVIOUR_BEFORE.values() for name, value in pins.items()}
     for name in behaviour:
         del old["train"]["link_" + name]
     cfg = RunConfig.from_dict(old)
     assert {name: getattr(cfg.train.link, name) for name in behaviour} == behaviour == {
-        "budget": None, "strength": 1.0, "target": None, "perturb": "gaussian"}
+        "budget": None, "strength": 1.0, "target": None, "perturb": "gaussian", "lambda_in": 10.0}
 
 
 def test_a_version_2_run_keeps_fixed_link_weights():
@@ -137,6 +137,16 @@ def test_a_version_3_run_keeps_gaussian_edits():
     del old["train"]["link"]["perturb"]
     assert RunConfig.from_dict(old).train.link.perturb == "gaussian"
     assert RunConfig().train.link.perturb == "swap"
+
+
+def test_a_version_4_run_keeps_lambda_in_10():
+    """lambda_in fell from 10 to 3 with version 5: a version-4 config without the option keeps 10."""
+    old = RunConfig().to_dict()
+    old["version"] = 4
+    del old["train"]["link"]["lambda_in"]
+    assert RunConfig.from_dict(old).train.link.lambda_in == 10.0
+    assert RunConfig().train.link.lambda_in == 3.0
+    assert RunConfig.from_dict(RunConfig().to_dict()).train.link.lambda_in == 3.0
 
 
 def test_resume_refuses_a_changed_link_option(image_folder, tmp_path, capsys):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_run
+from linkgan.config import TrainConfig, get_option
 from linkgan.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +121,15 @@ def test_arm_files_hold_what_the_scripts_train(lab):
             assert twin in quality.selected_arms([group], []) and twin in quality.group_rows(group)
             assert quality.group_rows(group).index(twin) < quality.group_rows(group).index(arm)
     assert set(quality.SWAP_TWINS) <= {a for a, s in quality.ARMS.items() if "swap" in s["groups"]}
-    assert set(quality.DEFAULT_ARMS.values()) <= set(quality.SWAP_TWINS), "today's defaults are the swap arms"
+    # today's defaults arms run `linkgan train`'s link defaults (the advised ones differ in the shared axes only),
+    # so that a change of a default without its measurement fails here
+    defaults = TrainConfig()
+    advised = {arm for arm, _ in quality.ADVISED_ARMS.values()}
+    for arm in set(quality.DEFAULT_ARMS.values()) | advised:
+        assert arm in quality.V5_TWINS, arm
+        options = {**quality.STUDY_LINK, **quality.ARMS[arm]["overrides"]}
+        differ = {k for k, v in options.items() if k.startswith("link_") and get_option(defaults, k) != v}
+        assert differ == ({"link_shared_axes"} if arm in advised else set()), (arm, differ)
     # the paper tables link the regularizer's eyes run in as their own eyes arm, so the boxes must agree
     assert arms["regularizer"]["eyes"]["links"] == [lab.EYES]
     assert arms["regularizer"]["eyes_mouth"]["links"] == [lab.EYES, lab.MOUTH]

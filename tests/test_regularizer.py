@@ -568,3 +568,24 @@ def test_a_links_weight_scales_only_its_own_terms():
     b = 2.0 * terms["in/b"] + 5.0 * terms["out/b"]
     assert torch.allclose(totals[3.0], a + 3 * b, rtol=1e-5)
     assert torch.allclose(totals[1.0], a + b, rtol=1e-5)
+
+
+def test_links_that_tile_the_image_without_shared_axes_get_a_note():
+    """Four corners own the whole image: unless some axes are shared, nothing may change two corners at once,
+    and training says so (with what to do); a single box, or the corners with shared axes, get no note."""
+    corners = [{"name": f"c{i}", "region": {"box": [x, y, x + 0.5, y + 0.5]}, "axes": 6}
+               for i, (x, y) in enumerate([(0, 0), (0.5, 0), (0, 0.5), (0.5, 0.5)])]
+
+    def note(specs, shared=0):
+        p = LatentPartition.from_specs(specs, W, resolution=RES, shared=shared)
+        return LinkSettings.build(p, RES, "cpu", alpha=1.0, lambda_in=1.0, lambda_out=1.0, batch=4,
+                                  fakes=0.0).tiling_note()
+
+    text = note(corners)
+    assert text and "c0, c1, c2, c3 cover 100%" in text and "--link-shared-axes" in text
+    assert note(corners, shared=8) is None
+    assert note(corners[:1]) is None
+    assert note(corners[:2]) is None, "two corners cover half of the image"
+    halves = [{"name": "top", "region": {"box": [0, 0, 1, 0.5]}, "axes": 8},
+              {"name": "bottom", "region": {"box": [0, 0.5, 1, 1]}, "axes": 8}]
+    assert "top, bottom" in note(halves)

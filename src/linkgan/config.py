@@ -29,8 +29,9 @@ class ConfigError(InputError):
 # Version 1 kept every option flat in model: and train:. Version 2 groups the LinkGAN regularizer's
 # options under train: link: and the 3D generator's under model: triplane:, under the same flat names.
 # Version 3 adds train: link: target (on by default). Version 4 makes train: link: perturb 'swap' by
-# default; an older config that leaves it out keeps 'gaussian' (LINK_BEHAVIOUR_BEFORE).
-CONFIG_VERSION = 4
+# default; an older config that leaves it out keeps 'gaussian' (LINK_BEHAVIOUR_BEFORE). Version 5 lowers
+# train: link: lambda_in from 10 to 3; an older config that leaves it out keeps 10.
+CONFIG_VERSION = 5
 
 
 def opt(default, help: str, flag: str | None = None, choices=None):
@@ -189,20 +190,29 @@ class LinkConfig:
                         "scaled by the interval.")
     alpha: float = opt(1.0, "Perturbation strength alpha: the edited w axes move alpha of the way to another "
                        "sample's w (--link-perturb swap) or by alpha * N(0, I) (gaussian).")
-    lambda_in: float = opt(10.0, "Weight lambda_in of L_in (change inside the region when the complement moves); "
-                           "a link's 'weight' in the links file multiplies it for that link.")
+    lambda_in: float = opt(3.0, "Weight lambda_in of L_in (change inside the region when the complement moves); "
+                           "a link's 'weight' in the links file multiplies it for that link. 3 since config "
+                           "version 5 (10 before): measured at the other defaults, 10-kimg fine-tunes "
+                           "(docs/results/quality.md), it makes the links more local at the same or lower FID "
+                           "cost: toyfaces eyes 0.068 at FID -5% over vanilla (0.072 at +1% with 10), eyes and "
+                           "mouth 0.067/0.057 at +9% (0.076/0.061 at +9%), four corners 0.052-0.075 at +42% "
+                           "(0.055-0.065 at +59%), a Fashion-MNIST centre box 0.078 at +46% (0.096 at +64%). "
+                           "The price: the other axes move the region more (the link carries 0.36 of the "
+                           "eyes' variation instead of 0.46).")
     lambda_out: float = opt(30.0, "Weight lambda_out of L_out (change outside the region when the link's axes "
                             "move); a link's 'weight' multiplies it for that link.")
     strength: float = opt(1.0, "The locality-quality knob: scales lambda_in and lambda_out together. Higher is "
                           "more local and costs more realism; lower keeps the model closer to vanilla and lets "
-                          "edits leak. Measured on toyfaces, one eyes link, 10-kimg fine-tune with Gaussian "
+                          "edits leak. Measured with config version 4's lambdas 10/30 (version 5 lowers lambda_in "
+                          "to 3) on toyfaces, one eyes link, 10-kimg fine-tune with Gaussian "
                           "edits at fixed weights, against a vanilla fine-tune whose locality is 0.83 "
-                          "(docs/results/quality.md): 1 (the default, lambda 10/30): locality 0.076, FID +10%; "
+                          "(docs/results/quality.md): 1: locality 0.076, FID +10%; "
                           "0.3: 0.12, FID +0%; 0.1: 0.20, FID -6%; 0.03: 0.37, about the paper's looser 0.43. "
                           "Two and four links cost more FID at each setting. Real photos cost more: a "
-                          "Fashion-MNIST centre box, 10 kimg at today's defaults (swap edits, the locality target), "
+                          "Fashion-MNIST centre box, 10 kimg (swap edits, the locality target, lambdas 10/30), "
                           "vanilla's locality 0.45: 1: 0.096, FID +64% (+71% with another seed); 0.3: 0.145, "
-                          "+33%; 0.1: 0.26, -2%; 0.01: 0.41, -14%. Has no effect on the step size under "
+                          "+33%; 0.1: 0.26, -2%; 0.01: 0.41, -14%; with lambda_in 3 (version 5), 1: 0.078, "
+                          "+46%. Has no effect on the step size under "
                           "--link-optimizer separate.")
     target: float | None = opt(0.08, "Locality to steer each link's strength to: after every Glink step a link "
                                "whose edits in that step were more local than this (mse_out / mse_in, the "
@@ -223,10 +233,12 @@ class LinkConfig:
                            "links that tile the image otherwise cannot vary at all. Each link's own edits stay "
                            "local; resampling every other axis of a link (mse_in_complement, "
                            "`linkgan edit --complement`) leaves them as they are, and `linkgan edit --link "
-                           "shared` edits them. Four toyfaces corners after 20 "
-                           "kimg: FID +32% over vanilla with none shared (128 axes each), +26% with 128 shared, "
-                           "+15% with 256 (64 each; but +85% after 10 kimg); docs/results/quality.md. 0 (the "
-                           "default) is the paper's partition.")
+                           "shared` edits them. Four toyfaces corners after 10 kimg at lambda_in 3: FID +42% over "
+                           "vanilla with none shared (128 axes each), +23% and +27% (two seeds) with 128 shared (96 "
+                           "each); at lambda_in "
+                           "10 after 20 kimg: +32% with none, +26% with 128, +15% with 256 (64 each; but +85% "
+                           "after 10 kimg); docs/results/quality.md. Training prints a note when fixed regions "
+                           "tile the image and none are shared. 0 (the default) is the paper's partition.")
     loss: str = opt("relative", "Form of L_in/L_out: 'absolute' (the paper's masked mean squared change) or "
                     "'relative' (each divided by the whole change of the same edit; scale free).",
                     choices=["absolute", "relative"])
@@ -425,8 +437,10 @@ def migrate_config(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# What a config older than version v did for the link options that version v added: {v: {option: value}}.
-LINK_BEHAVIOUR_BEFORE = {2: {"budget": None, "strength": 1.0}, 3: {"target": None}, 4: {"perturb": "gaussian"}}
+# What a config older than version v did for the link options that version v added or whose default it
+# changed: {v: {option: value}}.
+LINK_BEHAVIOUR_BEFORE = {2: {"budget": None, "strength": 1.0}, 3: {"target": None}, 4: {"perturb": "gaussian"},
+                         5: {"lambda_in": 10.0}}
 
 
 def flat_options(section_dict: dict[str, Any], cls) -> dict[str, Any]:

@@ -200,6 +200,9 @@ class Trainer:
         if len(self.partition):
             self.link = LinkSettings.from_config(self.partition, m.resolution, self.device, t.link,
                                                  batch=link_batch // world)
+            note = self.link.tiling_note()
+            if note and self.dist.is_main:
+                print(note, file=sys.stderr)
         self.metric_names = self._check_metrics(t.metrics)
         # The heuristic follows the global batch, so that a job computes the same gamma on any number of processes.
         self.r1_gamma = t.r1_gamma if t.r1_gamma is not None else auto_r1_gamma(m.resolution, t.batch)
