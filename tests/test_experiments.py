@@ -53,9 +53,9 @@ def test_lab_steps_fine_tune_skip_a_finished_arm_measure_and_tabulate(lab, image
 
     record = paper_tables.regularizer_of(arm)
     assert {k: record[k] for k in paper_tables.REGULARIZER} == {
-        "link_lambda_in": 10.0, "link_lambda_out": 30.0, "link_target": 0.08, "link_perturb": "swap"}
+        "link_lambda_in": 3.0, "link_lambda_out": 30.0, "link_target": 0.08, "link_perturb": "swap"}
     assert record["link_scale"] == lab.final_link_scale(arm) and set(record["link_scale"]) == {"box"}
-    assert paper_tables.regularizer_text(record).startswith("λ 10/30, target 0.08 (strength ended at box ")
+    assert paper_tables.regularizer_text(record).startswith("λ 3/30, target 0.08 (strength ended at box ")
     assert paper_tables.regularizer_text(dict(record, link_lambda_in=1.0, link_lambda_out=3.0, link_target=None,
                                               link_perturb="gaussian")) == "λ 1/3, fixed, gaussian edits"
     result = lab.measure(arm, [box], n=8)
