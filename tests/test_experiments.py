@@ -127,7 +127,7 @@ def test_arm_files_hold_what_the_scripts_train(lab):
     advised = {arm for arms, _ in quality.ADVISED_ARMS.values() for arm in arms}
     for arm in set(quality.DEFAULT_ARMS.values()) | advised:
         assert arm in quality.V5_TWINS, arm
-        options = {k: v for k, v in {**quality.STUDY_LINK, **quality.ARMS[arm]["overrides"]}.items() if k != "seed"}
+        options = {**quality.STUDY_LINK, **quality.ARMS[arm]["overrides"]}
         differ = {k for k, v in options.items() if k.startswith("link_") and get_option(defaults, k) != v}
         assert differ == ({"link_shared_axes"} if arm in advised else set()), (arm, differ)
     # the paper tables link the regularizer's eyes run in as their own eyes arm, so the boxes must agree
